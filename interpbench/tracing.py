@@ -99,7 +99,8 @@ class Trace:
             for site in expand(spec, names):
                 self._entries.append(_Entry(site, model.site_def(site.name), interventions=ivs))
         order = {n: i for i, n in enumerate(names)}
-        self._entries.sort(key=lambda e: order[e.sdef.name])
+        # forward order; at one site, writes before reads so the cache holds what flowed on
+        self._entries.sort(key=lambda e: (order[e.sdef.name], 0 if e.interventions else 1))
         self._handles: list = []
         self._attn_modules: list = []
         self._stack = contextlib.ExitStack()
@@ -176,15 +177,15 @@ class Trace:
             self.cache[str(e.site)] = val.detach() if self.detach else val
         return act
 
-    def _run_items(self, raw: Tensor, items: list) -> Tensor:
+    def _run_items(self, raw: Tensor, items: list, module=None) -> Tensor:
         for item in items:
             kind = item[0]
             if kind in ("plain", "read"):
                 e = item[1]
-                act = e.sdef.get(raw)
+                act = e.sdef.get(raw, module)
                 new = self._apply(e, act)
                 if new is not act:
-                    raw = e.sdef.put(raw, new)
+                    raw = e.sdef.put(raw, new, module)
             elif kind == "stash":
                 item[1]["resid_pre"] = raw
             elif kind == "resid_mid":
@@ -199,7 +200,7 @@ class Trace:
     def _make_output_hook(self, items: list):
         def hook(module, args, kwargs, output):
             raw = output[0] if isinstance(output, tuple) else output
-            new = self._run_items(raw, items)
+            new = self._run_items(raw, items, module)
             if new is raw:
                 return None
             return (new,) + tuple(output[1:]) if isinstance(output, tuple) else new
@@ -209,10 +210,10 @@ class Trace:
         def hook(module, args, kwargs):
             if args:
                 raw = args[0]
-                new = self._run_items(raw, items)
+                new = self._run_items(raw, items, module)
                 return None if new is raw else ((new,) + tuple(args[1:]), kwargs)
             raw = kwargs["hidden_states"]
-            new = self._run_items(raw, items)
+            new = self._run_items(raw, items, module)
             return None if new is raw else (args, {**kwargs, "hidden_states": new})
         return hook
 

@@ -55,18 +55,27 @@ class SiteDef:
     """``resid_mid`` for the pre-norm residual after attention (see module docstring)."""
     aux: tuple[str, ...] = ()
     """Extra module paths a derived site needs: (block, attention output projection)."""
+    affine: bool = False
+    """Norm output with the gain/bias removed (TransformerLens ``hook_normalized``: x / scale)."""
 
-    def get(self, raw: Tensor) -> Tensor:
-        """Site tensor from the raw module tensor."""
+    def get(self, raw: Tensor, module: Optional[nn.Module] = None) -> Tensor:
+        """Site tensor from the raw module tensor (``module`` is needed for ``affine`` sites)."""
         x = raw
+        if self.affine:
+            bias = getattr(module, "bias", None)
+            x = (x - bias if bias is not None else x) / module.weight
         if self.part is not None:
             x = x[..., self.part[0]:self.part[1]]
         if self.n_heads is not None:
             x = x.unflatten(-1, (self.n_heads, -1))  # [... d] -> [... n_heads d_head]
         return x
 
-    def put(self, raw: Tensor, value: Tensor) -> Tensor:
+    def put(self, raw: Tensor, value: Tensor, module: Optional[nn.Module] = None) -> Tensor:
         """New raw module tensor with the site's part replaced by ``value``."""
+        if self.affine:
+            bias = getattr(module, "bias", None)
+            value = value * module.weight
+            return value + bias if bias is not None else value
         if self.n_heads is not None:
             value = value.flatten(-2)  # [... n_heads d_head] -> [... n_heads*d_head]
         if self.part is not None:
@@ -180,7 +189,7 @@ def build_hf_sitemap(hf_model: nn.Module) -> tuple[list[SiteDef], dict]:
         L = f"blocks.{layer}"
         defs = [SiteDef(f"{L}.hook_resid_pre", b, "input", resid, layer)]
         if not post_norm and sub(layer, "ln1"):
-            defs.append(SiteDef(f"{L}.ln1.hook_normalized", sub(layer, "ln1"), "output", resid, layer))
+            defs.append(SiteDef(f"{L}.ln1.hook_normalized", sub(layer, "ln1"), "output", resid, layer, affine=True))
         if sub(layer, "attn.q"):
             defs += [
                 SiteDef(f"{L}.attn.hook_q", sub(layer, "attn.q"), "output", heads, layer, n_heads),
@@ -208,7 +217,7 @@ def build_hf_sitemap(hf_model: nn.Module) -> tuple[list[SiteDef], dict]:
         elif sub(layer, "ln2"):
             defs.append(SiteDef(f"{L}.hook_resid_mid", sub(layer, "ln2"), "input", resid, layer,
                                 derived="resid_mid", aux=(b, o)))
-            defs.append(SiteDef(f"{L}.ln2.hook_normalized", sub(layer, "ln2"), "output", resid, layer))
+            defs.append(SiteDef(f"{L}.ln2.hook_normalized", sub(layer, "ln2"), "output", resid, layer, affine=True))
         mlp = ("batch", "pos", "d_mlp")
         if sub(layer, "mlp.gate"):
             defs.append(SiteDef(f"{L}.mlp.hook_pre", sub(layer, "mlp.gate"), "output", mlp, layer))
@@ -221,7 +230,7 @@ def build_hf_sitemap(hf_model: nn.Module) -> tuple[list[SiteDef], dict]:
         defs.append(SiteDef(f"{L}.hook_resid_post", b, "output", resid, layer))
         out += [d for d in defs if d.module is not None]
     if path("ln_final"):
-        out.append(SiteDef("ln_final.hook_normalized", path("ln_final"), "output", resid))
+        out.append(SiteDef("ln_final.hook_normalized", path("ln_final"), "output", resid, affine=True))
     return out, roles
 
 

@@ -1,0 +1,1 @@
+"""Execution engines besides the hook core (nnsight for generation and remote runs)."""
