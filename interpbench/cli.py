@@ -19,7 +19,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="interpbench: trace, patch, attribute, and explain real models.")
 
 # Areas that add subcommands. Each module has register(app). Missing ones are skipped.
-AREAS = ["interpbench.recipes_cli", "interpbench.patching.cli", "interpbench.graphs.cli",
+AREAS = ["interpbench.recipes_cli", "interpbench.graphs.cli",
          "interpbench.sae.cli", "interpbench.explain.cli", "interpbench.dissect.cli", "apps.cli"]
 
 DeviceOpt = typer.Option(None, "--device", help="cpu, cuda, cuda:N, mps or auto (default: auto)")
@@ -112,7 +112,14 @@ def demo(model: str = typer.Option("smollm2-135m", help="model spec"),
     run_demo(model=model, device=device, dtype=dtype, prompt=prompt, serve_app=app_)
 
 
+_REGISTERED = False
+
+
 def _register_areas() -> None:
+    global _REGISTERED
+    if _REGISTERED:
+        return
+    _REGISTERED = True
     for mod_name in AREAS:
         try:
             mod = importlib.import_module(mod_name)

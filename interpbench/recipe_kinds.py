@@ -1,0 +1,145 @@
+"""Built-in recipe kinds: each is a config dataclass plus a ``run(config) -> RunOutput``.
+
+The functions here only wire configs to the library (tasks, patching, tracing, graphs, SAE,
+labelling) and shape the results for ``result.json``; the algorithms live in their modules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from .recipes import RunOutput, register_recipe_kind
+
+
+def _model(cfg):
+    from .models.loading import load_model
+
+    return load_model(cfg.model, device=cfg.device, dtype=cfg.dtype)
+
+
+def _pairs(cfg, model):
+    from . import tasks
+
+    if cfg.pairs:
+        return tasks.from_jsonl(cfg.pairs, model)
+    return tasks.make_task(cfg.task, model, n=cfg.n, seed=cfg.seed)
+
+
+def _score_block(res, n_boot: int, seed: int) -> dict:
+    """values + CI over prompts for a PatchResult (CIs only where per-prompt values exist)."""
+    from .metrics import mean_ci_tensor
+
+    block = {"values": res.values.detach().float().cpu().tolist(), "axes": list(res.axes), "labels": res.labels,
+             "ci_low": None, "ci_high": None}
+    if res.per_prompt is not None:
+        _, lo, hi = mean_ci_tensor(res.per_prompt, n_boot=n_boot, seed=seed)
+        block["ci_low"], block["ci_high"] = lo.float().cpu().tolist(), hi.float().cpu().tolist()
+    return block
+
+
+@dataclass(frozen=True)
+class PatchingConfig:
+    """Activation (or attribution) patching sweep over one component kind."""
+
+    model: str = "smollm2-135m"
+    """Model spec (bundled name, local dir, hub id)."""
+    task: str = "ioi"
+    """Task name from interpbench.tasks (ioi, greater_than, induction, facts, gender)."""
+    pairs: Optional[str] = None
+    """JSONL file of {clean, corrupted, answer, wrong} pairs; overrides ``task``."""
+    n: int = 8
+    """Number of prompt pairs."""
+    seed: int = 0
+    """Seed for the task generator and the bootstrap."""
+    site: str = "resid_pre"
+    """Component kind: resid_pre|resid_mid|resid_post|attn_out|mlp_out|head_out|head_out_pos|q|k|v|neuron ..."""
+    metric: str = "logit_diff"
+    """Metric name: logit_diff, prob, logprob, loss, kl."""
+    direction: str = "denoise"
+    """denoise: clean activations into the corrupted run (TransformerLens convention); noise: reverse."""
+    aggregate: str = "mean_of_differences"
+    """How per-prompt values pool for the normalised score: mean_of_differences or difference_of_means."""
+    layers: Optional[list[int]] = None
+    """Layers to sweep (default: all)."""
+    method: str = "fast"
+    """fast (batched, prefix reuse) or naive (one forward per patch)."""
+    n_boot: int = 1000
+    """Bootstrap resamples for the confidence intervals."""
+    device: Optional[str] = None
+    """cpu, cuda, auto (default)."""
+    dtype: Optional[str] = None
+    """float32 (default), bfloat16, float16."""
+
+
+def _patching_output(cfg, model, pairs, res, kind_name: str, extra: Optional[dict] = None) -> RunOutput:
+    from .figures import heatmap
+
+    scores = {"values": _score_block(res, cfg.n_boot, cfg.seed)}
+    norm = res.normalized()
+    scores["normalized"] = {**scores["values"], "values": norm.detach().float().cpu().tolist(), "ci_low": None, "ci_high": None}
+    spec = res.metric.to_dict()
+    title = (f"{kind_name}: {cfg.site} on {pairs.name} (n={pairs.n}) — {spec['name']}, {spec['direction']}, "
+             f"{spec['aggregate']} — {model.cfg.name}")
+    figures = {}
+    if len(res.axes) == 2:
+        figures["heatmap"] = heatmap(scores["values"]["values"], res.axes, res.labels, title,
+                                     scores["values"]["ci_low"], scores["values"]["ci_high"], colorbar=spec["name"], zmid=None)
+        figures["normalized"] = heatmap(scores["normalized"]["values"], res.axes, res.labels,
+                                        "normalised " + title, colorbar="normalised")
+    flat = norm.flatten()
+    top = flat.abs().topk(min(5, flat.numel())).indices.tolist()
+    shape = list(norm.shape)
+
+    def unravel(i):
+        out = []
+        for s in reversed(shape):
+            out.append(i % s)
+            i //= s
+        return list(reversed(out))
+    lines = [f"{kind_name} {cfg.site} on {pairs.name} n={pairs.n}: clean {res.clean.float().mean():.3f}, "
+             f"corrupted {res.corrupted.float().mean():.3f} ({spec['name']})",
+             "top cells (normalised): " + ", ".join(
+                 f"{dict(zip(res.axes, unravel(i)))}={flat[i].item():+.3f}" for i in top)]
+    result = {"kind": kind_name, "method": res.method, "metric": {"name": spec["name"], "convention": spec},
+              "ablation": "resample (patch from the other prompt of each pair)", "model": model.cfg.to_dict(),
+              "task": pairs.describe(), "scores": scores, "n_forwards": res.n_forwards,
+              "clean_metric": res.clean.float().mean().item(), "corrupted_metric": res.corrupted.float().mean().item(),
+              "timings": {k: v for k, v in res.meta.items() if k.endswith("_s")}, **(extra or {})}
+    return RunOutput(result, tensors={"values": res.values, "normalized": norm}, figures=figures,
+                     summary="\n".join(lines))
+
+
+@register_recipe_kind("activation_patching", PatchingConfig)
+def run_activation_patching(cfg: PatchingConfig) -> RunOutput:
+    """Exact activation patching of one component kind over a task."""
+    from .patching import activation_patch
+
+    model = _model(cfg)
+    pairs = _pairs(cfg, model)
+    res = activation_patch(model, pairs.clean, pairs.corrupted, site=cfg.site, metric=cfg.metric,
+                           direction=cfg.direction, answer=pairs.answer, wrong=pairs.wrong, layers=cfg.layers,
+                           method=cfg.method, aggregate=cfg.aggregate, progress=True)
+    return _patching_output(cfg, model, pairs, res, "activation_patching")
+
+
+@register_recipe_kind("attribution_patching", PatchingConfig)
+def run_attribution_patching(cfg: PatchingConfig) -> RunOutput:
+    """Attribution patching (first order) with its correlation to exact patching alongside."""
+    from .patching import attribution_vs_exact
+
+    model = _model(cfg)
+    pairs = _pairs(cfg, model)
+    comp = attribution_vs_exact(model, pairs.clean, pairs.corrupted, site=cfg.site, metric=cfg.metric,
+                                direction=cfg.direction, answer=pairs.answer, wrong=pairs.wrong, layers=cfg.layers,
+                                method=cfg.method)
+    out = _patching_output(cfg, model, pairs, comp.attribution, "attribution_patching",
+                           {"vs_exact": {"pearson": comp.pearson, "spearman": comp.spearman}})
+    from .figures import heatmap
+
+    if len(comp.exact.axes) == 2:
+        out.figures["exact"] = heatmap(comp.exact.values.float().cpu().tolist(), comp.exact.axes, comp.exact.labels,
+                                       f"exact patching {cfg.site} (for comparison)", zmid=None)
+    out.tensors["exact_values"] = comp.exact.values
+    return RunOutput(out.result, out.tensors, out.figures, out.files,
+                     out.summary + f"\nattribution vs exact: pearson {comp.pearson:.3f}, spearman {comp.spearman:.3f}")
