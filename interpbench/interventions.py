@@ -32,11 +32,15 @@ class Intervention:
         return type(self).__name__
 
 
-def _check_broadcast(source: Tensor, act: Tensor, what: str) -> Tensor:
+def _check_broadcast(source: Tensor, act: Tensor, what: str, strict_dtype: bool = False) -> Tensor:
+    """Check device/shape; a dtype mismatch is an error for cached sources, a cast for vectors."""
     if source.device != act.device:
         raise ShapeError(f"{what} is on {source.device} but the activation is on {act.device}; "
                          f"move it with .to(model.device)")
-    if source.dtype != act.dtype and source.is_floating_point():
+    if source.dtype != act.dtype:
+        if strict_dtype:
+            raise ShapeError(f"{what} is {source.dtype} but the activation is {act.dtype}; a patch source must "
+                             f"come from the same model and dtype (or cast it explicitly with .to({act.dtype}))")
         source = source.to(act.dtype)
     try:
         torch.broadcast_shapes(source.shape, act.shape)
@@ -62,7 +66,7 @@ class Mean(Intervention):
     """Mean activation, e.g. ``[d_model]`` or ``[pos d_model]`` averaged over a reference set."""
 
     def __call__(self, act: Tensor) -> Tensor:
-        return _check_broadcast(self.mean, act, "Mean.mean").expand_as(act)
+        return _check_broadcast(self.mean, act, "Mean.mean", strict_dtype=True).expand_as(act)
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,7 +80,7 @@ class Patch(Intervention):
     """Activation of the same site from the source run, same shape (batch may broadcast)."""
 
     def __call__(self, act: Tensor) -> Tensor:
-        return _check_broadcast(self.source, act, "Patch.source").expand_as(act)
+        return _check_broadcast(self.source, act, "Patch.source", strict_dtype=True).expand_as(act)
 
 
 @dataclass(frozen=True, eq=False)

@@ -145,6 +145,10 @@ def test_wrong_patch_shape_and_device(tiny_llama):
     ids = tiny_llama.to_tokens(PROMPT)
     with pytest.raises(ShapeError, match="shape"):
         tiny_llama.run_with_interventions(ids, {"blocks.0.hook_resid_post": Patch(torch.zeros(1, 3, 7))})
+    with pytest.raises(ShapeError, match="is on meta"):
+        tiny_llama.run_with_interventions(ids, {"blocks.0.hook_resid_post": Patch(torch.zeros(1, ids.shape[1], 64, device="meta"))})
+    with pytest.raises(ShapeError, match="float64"):
+        tiny_llama.run_with_interventions(ids, {"blocks.0.hook_resid_post": Patch(torch.zeros(1, ids.shape[1], 64, dtype=torch.float64))})
     with pytest.raises(ShapeError, match="Replace function"):
         tiny_llama.run_with_interventions(ids, {"blocks.0.hook_resid_post": Replace(lambda x: x[..., :3])})
     with pytest.raises(SiteError, match="no 'head' axis"):
