@@ -1,0 +1,1 @@
+"""Reusable layout pieces of the app; each page's component ids live in an ``ids`` class."""
