@@ -143,3 +143,77 @@ def run_attribution_patching(cfg: PatchingConfig) -> RunOutput:
     out.tensors["exact_values"] = comp.exact.values
     return RunOutput(out.result, out.tensors, out.figures, out.files,
                      out.summary + f"\nattribution vs exact: pearson {comp.pearson:.3f}, spearman {comp.spearman:.3f}")
+
+
+@dataclass(frozen=True)
+class CircuitConfig:
+    """Circuit discovery (EAP, EAP-IG, ACDC) with faithfulness curves; see `interpbench circuit`."""
+
+    model: str = "smollm2-135m"
+    """Model spec."""
+    task: Optional[str] = "ioi"
+    """Task name (or use ``pairs``)."""
+    pairs: Optional[str] = None
+    """JSONL prompt pairs instead of ``task``."""
+    method: str = "eap-ig"
+    """eap, eap-ig, eap-ig-edges or acdc."""
+    ablation: str = "resample"
+    """resample, mean or zero."""
+    mediator: str = "edge"
+    """edge (top-n edges) or node (top-n nodes)."""
+    n: int = 8
+    """Prompt pairs."""
+    seed: int = 0
+    """Task seed."""
+    steps: int = 5
+    """EAP-IG integration steps."""
+    top_n: Optional[int] = None
+    """Edges kept in the circuit (default: 1 % of edges)."""
+    tau: float = 0.01
+    """ACDC threshold."""
+    metric: str = "logit_diff"
+    """logit_diff, logprob or prob."""
+    faith_ablations: Optional[str] = None
+    """Comma list of ablations for the faithfulness curves (default: ``ablation``)."""
+    faithfulness: bool = True
+    """Compute MIB faithfulness curves (CPR, CMD)."""
+    verify: int = 0
+    """Re-score the top K edges exactly and report agreement."""
+    export: bool = False
+    """Also write GraphML, DOT and circuit-tracer JSON."""
+    device: Optional[str] = None
+    """cpu, cuda, auto."""
+    dtype: Optional[str] = None
+    """float32 (default), bfloat16."""
+
+
+@register_recipe_kind("circuit", CircuitConfig)
+def run_circuit_recipe(cfg: CircuitConfig) -> RunOutput:
+    """Circuit discovery: graph.json + faithfulness into the run dir (same code as `interpbench circuit`)."""
+    import contextlib
+    import io
+    import json
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from .graphs.cli import run_circuit
+
+    tmp = Path(tempfile.mkdtemp(prefix="interpbench-circuit-"))
+    try:
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            out = run_circuit(model=cfg.model, task=None if cfg.pairs else cfg.task,
+                              pairs_file=Path(cfg.pairs) if cfg.pairs else None, method=cfg.method,
+                              ablation=cfg.ablation, mediator=cfg.mediator, n=cfg.n, seed=cfg.seed, steps=cfg.steps,
+                              top_n=cfg.top_n, tau=cfg.tau, metric=cfg.metric, faith_ablations=cfg.faith_ablations,
+                              faithfulness=cfg.faithfulness, verify_k=cfg.verify, export=cfg.export,
+                              out=tmp / "run", device=cfg.device, dtype=cfg.dtype)
+        rec = json.loads((out / "result.json").read_text())
+        files = {p.name: p.read_text() for p in out.iterdir() if p.is_file() and p.name != "result.json"}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for key in ("schema_version", "run_id", "recipe", "created", "config"):
+        rec.pop(key, None)
+    summary = "\n".join(line for line in buf.getvalue().splitlines() if not line.startswith(str(tmp)))
+    return RunOutput(rec, files=files, summary=summary)

@@ -203,7 +203,8 @@ def execute(kind: RecipeKind, config: Any, recipe: str, force: bool = False,
     out = kind.run(config)
     elapsed = time.perf_counter() - t0
     with atomic_dir(final) as tmp:
-        files = {"figures": _write_figures(out.figures, tmp)}
+        files = dict(out.result.get("files") or {})
+        files["figures"] = list(files.get("figures") or []) + _write_figures(out.figures, tmp)
         if out.tensors:
             from safetensors.torch import save_file
 
@@ -211,12 +212,12 @@ def execute(kind: RecipeKind, config: Any, recipe: str, force: bool = False,
             files["tensors"] = "tensors.safetensors"
         for rel, text in out.files.items():
             (tmp / rel).write_text(text)
-            files[Path(rel).stem] = rel
+            files.setdefault(Path(rel).stem, rel)
         result = {"schema_version": RESULT_SCHEMA_VERSION, "recipe": recipe, "run_id": run_id,
                   "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                   "config": {"kind": kind.name, **json.loads(json.dumps(dataclasses.asdict(config), default=str))},
                   **out.result, "timings": {"total_s": round(elapsed, 3), **out.result.get("timings", {})},
-                  "files": {**out.result.get("files", {}), **files}}
+                  "files": files}
         (tmp / "result.json").write_text(json.dumps(result, indent=1, default=str))
     if out.summary:
         echo(out.summary)

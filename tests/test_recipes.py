@@ -66,3 +66,15 @@ def test_cli_bad_recipe_exit_2(tmp_path):
     r = subprocess.run([sys.executable, "-m", "interpbench.cli", "run", str(p)], capture_output=True, text=True,
                        env={**os.environ, "INTERPBENCH_CACHE": str(tmp_path / "c")})
     assert r.returncode == 2 and "Traceback" not in r.stderr and "n_promts" in r.stderr
+
+
+def test_circuit_recipe_writes_graph(tmp_path, runs, tiny_llama_path):
+    p = _write(tmp_path, f"kind: circuit\nmodel: {tiny_llama_path}\ntask: ioi\nmethod: eap\nn: 2\n", name="ioi_circuit.yaml")
+    d = run_recipe_file(p, echo=lambda s: None)
+    result = json.loads((d / "result.json").read_text())
+    assert result["kind"] == "circuit" and result["recipe"] == "ioi_circuit"
+    assert result["files"]["graph"] == "graph.json" and "faithfulness.html" in result["files"]["figures"]
+    from interpbench.graphs.ir import load_graph
+
+    g = load_graph(d / "graph.json")
+    assert len(g.edges) > 0
