@@ -7,7 +7,7 @@ labelling) and shape the results for ``result.json``; the algorithms live in the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 from .recipes import RunOutput, register_recipe_kind
 
@@ -217,3 +217,123 @@ def run_circuit_recipe(cfg: CircuitConfig) -> RunOutput:
         rec.pop(key, None)
     summary = "\n".join(line for line in buf.getvalue().splitlines() if not line.startswith(str(tmp)))
     return RunOutput(rec, files=files, summary=summary)
+
+
+@dataclass(frozen=True)
+class SaeTrainConfig:
+    """Train an SAE / transcoder (interpbench.sae.pipeline.run_train), then evaluate it."""
+
+    model: Optional[str] = "smollm2-135m"
+    """Model to harvest from."""
+    site: Optional[str] = "blocks.15.hook_resid_post"
+    """Site to read."""
+    out_site: Optional[str] = None
+    """Set to train a transcoder (reconstruct this site instead)."""
+    corpus: str = "default"
+    """default (human-written Wikipedia + news sample), a .txt/.jsonl path, or an HF dataset dir."""
+    tokens: Union[int, str] = "200k"
+    """Token budget, e.g. 200k, 2M."""
+    ctx_len: int = 128
+    """Context length when harvesting."""
+    harvest_batch: int = 8
+    """Contexts per forward while harvesting."""
+    cache_activations: bool = True
+    """Keep the harvest under cache/activations/ for reuse."""
+    stream: bool = False
+    """Harvest during training through a shuffle buffer."""
+    activations: Optional[str] = None
+    """Train on a safetensors file with tensor 'activations' [n, d_in] instead."""
+    arch: str = "topk"
+    """relu | topk | batchtopk | jumprelu."""
+    k: Optional[int] = 32
+    """Active latents per token (topk / batchtopk)."""
+    expansion: int = 8
+    """d_sae = expansion * d_in."""
+    d_sae: Optional[int] = None
+    """Explicit width."""
+    batch_size: int = 1024
+    """Rows per step."""
+    lr: float = 0.0
+    """0 = 2e-4 / sqrt(d_sae / 16384)."""
+    warmup_steps: int = 20
+    """Linear warm-up steps."""
+    l1_coeff: float = 5.0
+    """relu only."""
+    l0_coeff: float = 1.0
+    """jumprelu only."""
+    seed: int = 0
+    """Seed."""
+    checkpoint_every: int = 50
+    """Checkpoint period (steps); rerun to resume."""
+    log_file: Optional[str] = None
+    """Per-step JSON lines."""
+    out: Optional[str] = "cache/sae/smollm2-135m-blocks.15-topk"
+    """Output folder (cfg.json + weights)."""
+    eval_tokens: Union[int, str] = "20k"
+    """Rows for the evaluation after training (0 skips it)."""
+    eval_contexts: int = 16
+    """Contexts for loss recovered / KL."""
+    device: Optional[str] = None
+    """cpu, cuda, auto."""
+    dtype: Optional[str] = None
+    """Model dtype while harvesting (the SAE is fp32)."""
+
+
+@register_recipe_kind("sae_train", SaeTrainConfig)
+def run_sae_train(cfg: SaeTrainConfig) -> RunOutput:
+    """Train an SAE and record its evaluation (L0, FVU, dead fraction, loss recovered)."""
+    import dataclasses
+
+    from .sae.pipeline import run_eval, run_train
+
+    kw = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("eval_tokens", "eval_contexts")}
+    path = run_train(**kw)
+    figs = run_eval(str(path), tokens=cfg.eval_tokens, contexts=cfg.eval_contexts) if str(cfg.eval_tokens) != "0" else {}
+    return RunOutput({"kind": "sae_train", "method": f"sae:{cfg.arch}", "model": {"name": cfg.model},
+                      "task": {"task": f"corpus:{cfg.corpus}", "tokens": str(cfg.tokens)},
+                      "metric": {"name": "fvu", "convention": {"eval_tokens": str(cfg.eval_tokens)}},
+                      "ablation": "sae splice (error term dropped for loss recovered)", "sae_path": str(path),
+                      "scores": {}, "eval": figs},
+                     summary=f"SAE at {path}: " + ", ".join(f"{k}={v:.4g}" for k, v in figs.items()
+                                                          if isinstance(v, (int, float))))
+
+
+@dataclass(frozen=True)
+class SaeEvalConfig:
+    """Evaluate a trained SAE (interpbench.sae.pipeline.run_eval)."""
+
+    path: str = "cache/sae/smollm2-135m-blocks.15-topk"
+    """SAE folder (interpbench, SAELens or sparsify layout)."""
+    model: Optional[str] = None
+    """Model (default: the one in the SAE's cfg.json)."""
+    corpus: str = "default"
+    """Corpus, read from its end."""
+    tokens: Union[int, str] = "20k"
+    """Rows for L0 / FVU / dead fraction."""
+    contexts: int = 32
+    """Contexts for loss recovered and KL."""
+    ctx_len: int = 128
+    """Context length."""
+    top: int = 10
+    """Top-activating examples per latent (0 = skip)."""
+    in_model: bool = True
+    """False skips the loss-recovered forwards."""
+    device: Optional[str] = None
+    """cpu, cuda, auto."""
+    dtype: Optional[str] = None
+    """Model dtype."""
+
+
+@register_recipe_kind("sae_eval", SaeEvalConfig)
+def run_sae_eval(cfg: SaeEvalConfig) -> RunOutput:
+    """Evaluate an SAE in the model."""
+    import dataclasses
+
+    from .sae.pipeline import run_eval
+
+    kw = dataclasses.asdict(cfg)
+    figs = run_eval(kw.pop("path"), **kw)
+    return RunOutput({"kind": "sae_eval", "method": "sae_eval", "model": {"name": cfg.model},
+                      "task": {"task": f"corpus:{cfg.corpus}"}, "metric": {"name": "fvu", "convention": {}},
+                      "ablation": "none", "sae_path": cfg.path, "scores": {}, "eval": figs},
+                     summary=", ".join(f"{k}={v:.4g}" for k, v in figs.items() if isinstance(v, (int, float))))
