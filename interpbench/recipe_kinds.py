@@ -337,3 +337,47 @@ def run_sae_eval(cfg: SaeEvalConfig) -> RunOutput:
                       "task": {"task": f"corpus:{cfg.corpus}"}, "metric": {"name": "fvu", "convention": {}},
                       "ablation": "none", "sae_path": cfg.path, "scores": {}, "eval": figs},
                      summary=", ".join(f"{k}={v:.4g}" for k, v in figs.items() if isinstance(v, (int, float))))
+
+
+def _label_recipe_cls():
+    """A frozen dataclass of LabelConfig's fields plus the job-run options (job, resume, workers, ray)."""
+    import dataclasses
+    import typing
+
+    from .explain.config import LabelConfig
+
+    hints = typing.get_type_hints(LabelConfig)
+    specs = []
+    for f in dataclasses.fields(LabelConfig):
+        default = (dataclasses.field(default=f.default) if f.default is not dataclasses.MISSING
+                   else dataclasses.field(default_factory=f.default_factory))
+        specs.append((f.name, hints[f.name], default))
+    specs += [("job", Optional[str], dataclasses.field(default=None)),
+              ("resume", bool, dataclasses.field(default=True)),
+              ("workers", int, dataclasses.field(default=1)),
+              ("ray", Optional[str], dataclasses.field(default=None))]
+    cls = dataclasses.make_dataclass("LabelRecipe", specs, frozen=True)
+    cls.__doc__ = "Labelling job: LabelConfig fields plus job, resume, workers, ray."
+    return cls
+
+
+@register_recipe_kind("label", _label_recipe_cls())
+def run_label(cfg) -> RunOutput:
+    """Batch feature labelling through the resumable job ledger; exports features.jsonl for the app."""
+    import dataclasses
+    import json
+
+    from .explain.export import feature_records, summarize
+    from .explain.ledger import open_existing
+    from .explain.recipe import run_recipe
+
+    d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()}
+    summary = run_recipe(d)
+    records = feature_records(open_existing(summary.job))
+    stats = summarize(records)
+    return RunOutput({"kind": "sae_labels", "method": f"explainer:{cfg.explainer}", "model": {"name": str(cfg.source)},
+                      "task": {"task": "feature labelling", "features": str(cfg.features)},
+                      "metric": {"name": ",".join(cfg.scorers), "convention": {"controls": "random explanation, shuffled latent"}},
+                      "ablation": "n/a", "job": summary.job, "counts": summary.counts, "scores": {}, "summary": stats},
+                     files={"features.jsonl": "".join(json.dumps(r) + "\n" for r in records)},
+                     summary=f"job {summary.job}: {summary.counts}")
