@@ -44,13 +44,25 @@ class AttnOnlyConfig:
     """Heads per block."""
     d_head: int = 16
     """Per-head width."""
+    norm: str = "layernorm"
+    """``layernorm`` (``ln1`` / ``ln_final`` are LayerNorms) or ``none`` (identities: the model is
+    linear in each sender's output up to the attention softmax, so zero-ablation gradients do not
+    vanish). Configs written before this field existed mean ``layernorm``."""
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "AttnOnlyConfig":
-        return cls(**{k: int(d[k]) for k in cls.__dataclass_fields__})
+        return cls(**{k: (str(d[k]) if k == "norm" else int(d[k])) for k in cls.__dataclass_fields__ if k in d})
+
+
+def _norm(cfg: AttnOnlyConfig) -> nn.Module:
+    if cfg.norm == "layernorm":
+        return nn.LayerNorm(cfg.d_model)
+    if cfg.norm == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm {cfg.norm!r}: use layernorm or none")
 
 
 class Attention(nn.Module):
@@ -85,11 +97,11 @@ class Attention(nn.Module):
 
 
 class Block(nn.Module):
-    """``resid + attn(ln1(resid))``."""
+    """``resid + attn(ln1(resid))`` (``ln1`` is a LayerNorm or an identity, see ``AttnOnlyConfig.norm``)."""
 
     def __init__(self, cfg: AttnOnlyConfig):
         super().__init__()
-        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.ln1 = _norm(cfg)
         self.attn = Attention(cfg)
 
     def forward(self, resid: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_model"]:
@@ -97,7 +109,7 @@ class Block(nn.Module):
 
 
 class AttnOnlyTransformer(nn.Module):
-    """Token + learned position embeddings, attention-only blocks, final LayerNorm, unembedding."""
+    """Token + learned position embeddings, attention-only blocks, final norm (or identity), unembedding."""
 
     def __init__(self, cfg: AttnOnlyConfig):
         super().__init__()
@@ -105,7 +117,7 @@ class AttnOnlyTransformer(nn.Module):
         self.embed = nn.Embedding(cfg.d_vocab, cfg.d_model)
         self.pos_embed = nn.Embedding(cfg.n_ctx, cfg.d_model)
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layers)])
-        self.ln_final = nn.LayerNorm(cfg.d_model)
+        self.ln_final = _norm(cfg)
         self.unembed = nn.Linear(cfg.d_model, cfg.d_vocab, bias=False)
 
     def forward(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_vocab"]:

@@ -10,7 +10,8 @@ it is later used to judge.
    ``[batch pos d_model]``; their sum is the residual stream feeding each layer.
 3. :func:`edge_forward` recomputes the model where each receiver port gets its own
    residual input ``sum_u (out_u if (u -> port) is kept else ablated_u)`` (then its own
-   LayerNorm and projection), so ablating one edge changes exactly one receiver's input.
+   norm, a LayerNorm or an identity, and projection), so ablating one edge changes exactly
+   one receiver's input.
 4. Ablated sender values: zeros (zero), the clean batch mean per position (mean), or the
    sender's output on the corrupted prompts (resample).
 """

@@ -1,9 +1,12 @@
 """Train the attention-only induction model and write its weights (run as a script).
 
-    python -m interpbench.groundtruth.train_induction [--steps 3000] [--out DIR]
+    python -m interpbench.groundtruth.train_induction [--steps N] [--heads 2] [--norm none] [--out DIR]
 
 1. Build an :class:`~interpbench.groundtruth.attn_only.AttnOnlyTransformer` (2 layers,
-   4 heads, d_model 64, learned positions, LayerNorm, no MLPs) with a fixed seed.
+   2 heads, d_model 64, learned positions, no norm, no MLPs) with a fixed seed. Without
+   LayerNorm and with few heads the model learns one previous-token head feeding one
+   induction head, and zero-ablation gradients do not vanish (a scale-invariant norm
+   makes the gradient of a sender zeroed to nothing meaningless).
 2. Train with AdamW on :func:`~interpbench.groundtruth.induction_data.repeat_batch`
    sequences (random segment copied to a random later offset); the loss is the
    next-token cross-entropy on the repeated part only.
@@ -31,6 +34,8 @@ from .induction_data import repeat_batch
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 SCHEMA_VERSION = 1
+DEFAULT_CFG = AttnOnlyConfig(n_heads=2, norm="none")
+"""The shipped induction model's shape."""
 
 
 @torch.no_grad()
@@ -47,7 +52,7 @@ def evaluate(model: AttnOnlyTransformer, n: int = 512, seq_len: int = 48, seed: 
 
 
 def train(steps: int = 3000, batch: int = 64, seq_len: int = 48, lr: float = 2e-3, seed: int = 0,
-          eval_every: int = 250, cfg: AttnOnlyConfig = AttnOnlyConfig()) -> tuple[AttnOnlyTransformer, dict]:
+          eval_every: int = 250, cfg: AttnOnlyConfig = DEFAULT_CFG) -> tuple[AttnOnlyTransformer, dict]:
     torch.manual_seed(seed)
     model = AttnOnlyTransformer(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
@@ -95,10 +100,13 @@ def main(argv=None) -> None:
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--heads", type=int, default=DEFAULT_CFG.n_heads)
+    ap.add_argument("--norm", choices=("layernorm", "none"), default=DEFAULT_CFG.norm)
     ap.add_argument("--out", type=Path, default=WEIGHTS_DIR)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)  # 1 thread is faster on the shared 2-core box
-    model, report = train(steps=args.steps, seed=args.seed, lr=args.lr)
+    cfg = AttnOnlyConfig(n_heads=args.heads, norm=args.norm)
+    model, report = train(steps=args.steps, seed=args.seed, lr=args.lr, cfg=cfg)
     save(model, report, args.out)
     print(json.dumps(report["final"]))
 
