@@ -381,3 +381,206 @@ def run_label(cfg) -> RunOutput:
                       "ablation": "n/a", "job": summary.job, "counts": summary.counts, "scores": {}, "summary": stats},
                      files={"features.jsonl": "".join(json.dumps(r) + "\n" for r in records)},
                      summary=f"job {summary.job}: {summary.counts}")
+
+
+@dataclass(frozen=True)
+class CausalTracingConfig:
+    """ROME causal tracing over the curated fact set (facts the model gets right)."""
+
+    model: str = "smollm2-135m"
+    """Model spec."""
+    n_facts: int = 8
+    """Facts traced (the first n the model answers correctly, see ``only_correct``)."""
+    only_correct: bool = True
+    """Trace only facts the model gets right (ROME's setting); false traces the first n usable facts."""
+    kinds: list[str] = ("resid", "mlp", "attn")
+    """Restored states: resid (single hidden states), mlp / attn (windows of outputs)."""
+    severs: list[str] = ()
+    """Severed variants of resid traces: mlp and/or attn frozen at corrupted values."""
+    samples: int = 10
+    """Noise draws per prompt (batched)."""
+    noise_scale: float = 3.0
+    """Noise std as a multiple of the embedding std (ROME: 3)."""
+    noise_reference: str = "embedding_matrix"
+    """embedding_matrix or subjects."""
+    window: int = 10
+    """Layers restored together for mlp/attn traces."""
+    positions: str = "categories"
+    """all (every position) or categories (subject tokens, first after, last: cheaper)."""
+    seed: int = 0
+    """Noise seed."""
+    device: Optional[str] = None
+    """cpu, cuda, auto."""
+    dtype: Optional[str] = None
+    """Model dtype."""
+
+
+@register_recipe_kind("causal_tracing", CausalTracingConfig)
+def run_causal_tracing(cfg: CausalTracingConfig) -> RunOutput:
+    """Causal tracing: AIE per layer and token category, per-fact heatmaps."""
+    from .causal_tracing import TracingConfig, causal_trace
+    from .figures import heatmap
+    from .tasks.facts import check_facts, load_facts
+
+    model = _model(cfg)
+    facts, dropped = load_facts(model)
+    checked = check_facts(model, facts)
+    correct = [f for f in checked if f.correct or not cfg.only_correct][: cfg.n_facts]
+    tcfg = TracingConfig(samples=cfg.samples, noise_scale=cfg.noise_scale, noise_reference=cfg.noise_reference,
+                         window=cfg.window, seed=cfg.seed)
+    res = causal_trace(model, correct, kinds=list(cfg.kinds), severs=list(cfg.severs), cfg=tcfg,
+                       positions=cfg.positions, progress=True)
+    d = res.to_dict()
+    cats = d["categories"]
+    n_right = sum(bool(f.correct) for f in checked)
+    figures, scores, lines = {}, {}, [f"causal tracing on {len(correct)} facts ({len(facts)} usable, {n_right} answered "
+                                      f"correctly, {len(dropped)} dropped), TE {res.te:.3f}, noise std {res.noise_std:.3f}"]
+    for label, aie in res.aie.items():
+        vals = aie.float().cpu()
+        scores[f"aie_{label}"] = {"values": vals.tolist(), "axes": ["layer", "category"],
+                                  "labels": {"layer": list(range(vals.shape[0])), "category": cats},
+                                  "ci_low": None, "ci_high": None}
+        figures[f"aie_{label}"] = heatmap(vals.tolist(), ["layer", "category"],
+                                          {"layer": list(range(vals.shape[0])), "category": cats},
+                                          f"average indirect effect, {label} restored — p(answer), n={len(correct)} facts, "
+                                          f"{model.cfg.name}", colorbar="AIE", zmid=None)
+        flat = vals.nan_to_num(-1).flatten()
+        i = int(flat.argmax())
+        lines.append(f"  {label}: peak AIE {flat[i]:.3f} at layer {i // vals.shape[1]}, {cats[i % vals.shape[1]]}")
+    result = {"kind": "causal_tracing", "method": "causal_tracing (Meng et al. 2022)", "model": model.cfg.to_dict(),
+              "task": {"task": "facts", "n": len(correct), "usable": len(facts), "correct": n_right, "dropped": len(dropped)},
+              "metric": {"name": "prob", "convention": {"effect": "p_restored - p_corrupted", **tcfg.to_dict(),
+                                                         "noise_std": res.noise_std}},
+              "ablation": f"gaussian noise on subject embeddings (std {res.noise_std:.4f})", "te": res.te,
+              "scores": scores}
+    import json
+
+    return RunOutput(result, figures=figures, files={"causal_trace.json": json.dumps(d)}, summary="\n".join(lines))
+
+
+@dataclass(frozen=True)
+class MediationConfig:
+    """Causal mediation (Vig et al. 2020) on the gender-bias templates."""
+
+    model: str = "smollm2-135m"
+    """Model spec."""
+    task: str = "gender"
+    """Task whose clean prompts are the null prompts and corrupted prompts the set-gender prompts."""
+    n: int = 8
+    """Prompts."""
+    seed: int = 0
+    """Task seed."""
+    mediators: str = "layers"
+    """layers (every attn_out and mlp_out) or heads (every head's output)."""
+    contrast: str = "ratio"
+    """ratio (Vig: a/b - 1) or difference."""
+    n_boot: int = 1000
+    """Bootstrap resamples."""
+    device: Optional[str] = None
+    """cpu, cuda, auto."""
+    dtype: Optional[str] = None
+    """Model dtype."""
+
+
+@register_recipe_kind("mediation", MediationConfig)
+def run_mediation(cfg: MediationConfig) -> RunOutput:
+    """Total, natural direct and natural indirect effects per mediator, with bootstrap CIs."""
+    from .mediation import head_mediators, layer_mediators, mediation
+
+    model = _model(cfg)
+    from . import tasks
+
+    pairs = tasks.make_task(cfg.task, model, n=cfg.n, seed=cfg.seed)
+    if cfg.mediators == "heads":
+        meds = head_mediators(model)
+    elif cfg.mediators == "layers":
+        meds = layer_mediators(model, "hook_attn_out") + layer_mediators(model, "hook_mlp_out")
+    else:
+        from .errors import ConfigError
+
+        raise ConfigError(f"mediators must be 'layers' or 'heads', got {cfg.mediators!r}")
+    res = mediation(model, pairs.clean, pairs.corrupted, meds, answer=pairs.answer, wrong=pairs.wrong,
+                    contrast=cfg.contrast, n_boot=cfg.n_boot, seed=cfg.seed)
+    d = res.to_dict()
+    names = list(res.mediators)
+    scores = {k: {"values": [[e["mean"] for e in d[k]]], "axes": ["row", "mediator"],
+                  "labels": {"row": [k], "mediator": names},
+                  "ci_low": [[e.get("ci_low") for e in d[k]]], "ci_high": [[e.get("ci_high") for e in d[k]]]}
+              for k in ("nie", "nde")}
+    import plotly.graph_objects as go
+
+    fig = go.Figure([go.Bar(name=k.upper(), x=names, y=scores[k]["values"][0]) for k in ("nie", "nde")])
+    fig.update_layout(title=f"causal mediation on {pairs.name} (n={pairs.n}), TE {d['te']['mean']:.3f} "
+                            f"[{d['te'].get('ci_low', float('nan')):.3f}, {d['te'].get('ci_high', float('nan')):.3f}] "
+                            f"— {res.response}, {res.contrast} contrast — {model.cfg.name}", barmode="group",
+                      template="plotly_white")
+    top = sorted(range(len(names)), key=lambda i: -abs(d["nie"][i]["mean"]))[:5]
+    summary = (f"mediation on {pairs.name} n={pairs.n}: TE {d['te']['mean']:.3f}; top NIE: "
+               + ", ".join(f"{names[i]}={d['nie'][i]['mean']:.3f}" for i in top))
+    import json
+
+    return RunOutput({"kind": "mediation", "method": "causal mediation (Vig et al. 2020)", "model": model.cfg.to_dict(),
+                      "task": pairs.describe(), "metric": {"name": res.response, "convention": {"contrast": res.contrast}},
+                      "ablation": "set mediator to its value under the other prompt", "te": d["te"], "scores": scores},
+                     figures={"effects": fig}, files={"mediation.json": json.dumps(d)}, summary=summary)
+
+
+@dataclass(frozen=True)
+class PathPatchingConfig:
+    """Path patching (Wang et al. 2022): every head as sender, fixed receivers."""
+
+    model: str = "smollm2-135m"
+    """Model spec."""
+    task: str = "ioi"
+    """Task name."""
+    n: int = 8
+    """Prompt pairs."""
+    seed: int = 0
+    """Task seed."""
+    receivers: list[str] = ("logits",)
+    """Receivers: 'logits' or sites such as blocks.20.attn.hook_q[head=3] (k/v: KV-head index under GQA)."""
+    freeze_mlps: bool = False
+    """Freeze non-sender MLPs at clean values too."""
+    device: Optional[str] = None
+    """cpu, cuda, auto."""
+    dtype: Optional[str] = None
+    """Model dtype."""
+
+
+@register_recipe_kind("path_patching", PathPatchingConfig)
+def run_path_patching(cfg: PathPatchingConfig) -> RunOutput:
+    """Sender-head sweep of path patching into the given receivers (logit difference)."""
+    from . import tasks
+    from .figures import heatmap
+    from .metrics import logit_diff
+    from .patching.path import path_patch_sweep
+
+    model = _model(cfg)
+    pairs = tasks.make_task(cfg.task, model, n=cfg.n, seed=cfg.seed)
+    receivers = "logits" if list(cfg.receivers) == ["logits"] else list(cfg.receivers)
+    res = path_patch_sweep(model, pairs.clean, pairs.corrupted, receivers,
+                           lambda lg: logit_diff(lg, pairs.answer, pairs.wrong), freeze_mlps=cfg.freeze_mlps,
+                           progress=True)
+    denom = res.clean_value - res.corrupted_value
+    norm = ((res.values - res.clean_value) / denom).float().cpu() if denom else res.effect.float().cpu()
+    labels = {"layer": list(range(model.cfg.n_layers)), "head": list(range(model.cfg.n_heads))}
+    scores = {"values": {"values": res.values.float().cpu().tolist(), "axes": ["layer", "head"], "labels": labels,
+                         "ci_low": None, "ci_high": None},
+              "normalized": {"values": norm.tolist(), "axes": ["layer", "head"], "labels": labels,
+                             "ci_low": None, "ci_high": None}}
+    title = (f"path patching senders -> {', '.join(res.receivers)} on {pairs.name} (n={pairs.n}); "
+             f"(patched - clean)/(clean - corrupted) of logit_diff — {model.cfg.name}")
+    flat = norm.flatten()
+    top = flat.abs().topk(min(5, flat.numel())).indices.tolist()
+    H = model.cfg.n_heads
+    summary = (f"path patching -> {list(res.receivers)}: clean {res.clean_value:.3f}, corrupted "
+               f"{res.corrupted_value:.3f}; strongest senders: "
+               + ", ".join(f"a{i // H}.h{i % H}={flat[i]:+.3f}" for i in top))
+    return RunOutput({"kind": "path_patching", "method": "path patching (Wang et al. 2022)",
+                      "model": model.cfg.to_dict(), "task": pairs.describe(),
+                      "metric": {"name": "logit_diff", "convention": {"direction": "noise (sender from corrupted into clean)",
+                                                                      "normalized": "(patched - clean)/(clean - corrupted)"}},
+                      "ablation": "resample (corrupted sender outputs)", "scores": scores,
+                      "clean_metric": res.clean_value, "corrupted_metric": res.corrupted_value},
+                     tensors={"values": res.values}, figures={"heatmap": heatmap(norm.tolist(), ["layer", "head"], labels, title)},
+                     summary=summary)

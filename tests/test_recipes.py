@@ -78,3 +78,17 @@ def test_circuit_recipe_writes_graph(tmp_path, runs, tiny_llama_path):
 
     g = load_graph(d / "graph.json")
     assert len(g.edges) > 0
+
+
+@pytest.mark.parametrize("body", [
+    "kind: causal_tracing\nn_facts: 2\nonly_correct: false\nsamples: 2\nkinds: [resid, mlp]\nwindow: 1\n",
+    "kind: mediation\ntask: gender\nn: 2\nn_boot: 20\n",
+    "kind: path_patching\ntask: ioi\nn: 2\n",
+])
+def test_effect_recipe_kinds_on_tiny(tmp_path, runs, tiny_llama_path, body):
+    p = _write(tmp_path, f"model: {tiny_llama_path}\n" + body)
+    d = run_recipe_file(p, echo=lambda s: None)
+    result = json.loads((d / "result.json").read_text())
+    assert result["scores"] and result["metric"]["name"] and result["files"]["figures"]
+    for block in result["scores"].values():
+        assert len(block["values"]) >= 1
