@@ -137,3 +137,49 @@ def test_cli_app_command(tmp_path):
     assert res.exit_code == 0 and "--runs" in res.output and "--host" in res.output and "127.0.0.1" in res.output
     res = CliRunner().invoke(cli, ["app", "--runs", str(tmp_path / "missing")])
     assert isinstance(res.exception, AppDataError) and "does not exist" in str(res.exception)
+
+
+def _score_stage(score: float, rnd: float, shuf: float) -> dict:
+    return {"score": score, "random_explanation": {"score": rnd}, "random_explanation_text": "units of measurement",
+            "shuffled_latent": {"score": shuf}, "metrics": {"auroc": score}, "model": "judge-x", "n_pos": 4,
+            "n_neg": 5, "n_items": 9, "parse_failures": 1, "prompt_tokens": 10, "completion_tokens": 2}
+
+
+def test_feature_panel_reads_export_records(tmp_path, pages):
+    """Records made by interpbench.explain.export.feature_records from a real ledger: LLM and
+    baseline explainers, each scorer beside both controls, dead/skipped/failed with reasons."""
+    from interpbench.explain.config import LabelConfig
+    from interpbench.explain.export import feature_records
+    from interpbench.explain.ledger import Ledger
+
+    led = Ledger(tmp_path / "ledger.sqlite")
+    led.init(LabelConfig(source="synthetic:x", features="0:4"), range(4))
+    led.put_stage(0, "explanation", {"text": "years and dates", "explainer": "llm:local", "kind": "llm"})
+    led.put_stage(0, "score:detection", _score_stage(0.9, 0.4, 0.55))
+    led.put_stage(0, "score:fuzzing", _score_stage(0.5, 0.6, 0.45))
+    led.set_status(0, "done")
+    led.set_status(1, "dead", "never activates (max 0)")
+    led.set_status(2, "skipped", "too few active windows (1 < 2)")
+    for _ in range(2):
+        led.record_failure(3, "judge timed out after 60 s", max_attempts=2)
+    recs = {r["feature"]: r for r in feature_records(led)}
+    led.close()
+    panel = pages["features"].feature_panel
+
+    text = _text(panel(recs[0]))
+    assert "years and dates" in text and "explainer: llm:local" in text and "LLM explainer" in text
+    table = next(c for c in panel(recs[0]) if getattr(c, "id", None) == "feature-scores")
+    rows = [_text(r.children) for r in table.children[1:]]  # header row skipped
+    assert rows[0].split()[:5] == ["detection", "0.900", "0.400", "0.550", "yes"]
+    assert rows[1].split()[:5] == ["fuzzing", "0.500", "0.600", "0.450", "no"]  # loses to the random explanation
+    assert "judge-x 4/5 1 units of measurement" in rows[0]
+    assert "top activating examples are not recorded" in text and "histogram: not recorded" in text
+    assert "dead latent: never activates (max 0)" in _text(panel(recs[1]))
+    assert "(no explanation)" in _text(panel(recs[1])) and "no scores recorded" in _text(panel(recs[1]))
+    assert "skipped: too few active windows (1 < 2)" in _text(panel(recs[2]))
+    assert "failed: judge timed out after 60 s (retried 2x)" in _text(panel(recs[3]))
+    base = dict(recs[0], explainer="baseline:top-tokens", explainer_kind="baseline")
+    assert "baseline explainer (no LLM)" in _text(panel(base))
+    old = {"feature": 7, "explanation": "x", "explainer": "e", "scores": {"det": {"score": 0.8, "random_control": 0.5}},
+           "examples": [{"tokens": ["a"], "acts": [1.0]}]}  # the older app fixture format
+    assert "det 0.800 0.500 n/a yes" in _text(panel(old)) and "top activating examples (1)" in _text(panel(old))

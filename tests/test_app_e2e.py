@@ -400,3 +400,70 @@ def test_real_eap_graph_page(browser, real_runs):
     assert "incoming" in panel and "(→q)" in panel  # EAP scores each q/k/v port of a head separately
     pg.screenshot(path=str(ARTIFACTS / "graph_real_eap_tiny.png"), full_page=True)
     pg.close()
+
+
+@pytest.fixture(scope="module")
+def label_run(tmp_path_factory, tiny_llama_path):
+    """A real ``label`` recipe run (recipes/label_groundtruth.yaml through the recipe runner) on
+    synthetic latents over the tiny Llama's tokenizer: baseline explainer, embedding scorer
+    with both controls, one dead latent; ``features.jsonl`` = ``feature_records`` of its ledger."""
+    from interpbench.recipes import run_recipe_file
+
+    cache = tmp_path_factory.mktemp("labelcache")
+    models = ROOT / "cache" / "models"
+    if models.is_dir():
+        os.symlink(models, cache / "models")
+    old = os.environ.get("INTERPBENCH_CACHE")
+    os.environ["INTERPBENCH_CACHE"] = str(cache)
+    try:
+        run_dir = run_recipe_file(ROOT / "recipes" / "label_groundtruth.yaml",
+                                  overrides={"source": f"synthetic:{tiny_llama_path}", "n_docs": 24},
+                                  echo=lambda s: None)
+    finally:
+        if old is None:
+            os.environ.pop("INTERPBENCH_CACHE")
+        else:
+            os.environ["INTERPBENCH_CACHE"] = old
+    records = [json.loads(line) for line in (run_dir / "features.jsonl").read_text().splitlines()]
+    url, proc, log = _start_server(run_dir.parent)
+    yield url, run_dir.name, {r["feature"]: r for r in records}
+    proc.terminate()
+    proc.wait(timeout=10)
+    log.close()
+
+
+def test_real_label_run_feature_page(browser, label_run):
+    url, run_id, recs = label_run
+    done = [f for f, r in recs.items() if r["status"] == "done"]
+    dead = [f for f, r in recs.items() if r["status"] == "dead"]
+    assert done and dead, {f: r["status"] for f, r in recs.items()}
+    pg = browser.new_page(viewport={"width": 1500, "height": 1000})
+    pg.goto(url + "/")
+    pg.wait_for_selector(".ib-run-row")
+    assert run_id in pg.inner_text(".ib-table")
+    f = done[0]
+    rec = recs[f]
+    pg.goto(f"{url}/features?run={run_id}&feature={f}")
+    pg.wait_for_selector("#feature-scores")
+    assert pg.inner_text(".ib-explanation") == rec["explanation"]
+    assert rec["explainer"] in pg.inner_text("#feature-explainer")
+    assert pg.inner_text("#feature-explainer-kind") == "baseline explainer (no LLM)"
+    assert pg.inner_text("#feature-status").startswith("done")
+    sc = rec["scores"]["embedding"]
+    row = pg.locator("#feature-scores tr").nth(1).locator("td").all_inner_texts()
+    assert row[:4] == ["embedding", f"{sc['score']:.3f}", f"{sc['random_explanation']:.3f}",
+                       f"{sc['shuffled_latent']:.3f}"]
+    assert row[5] == sc["model"] and row[6] == f"{sc['n_pos']}/{sc['n_neg']}"
+    assert row[8] == sc["random_explanation_text"]
+    assert "not recorded" in pg.inner_text("#feature-no-examples")  # feature_records carries no examples
+    assert pg.locator("#feature-histogram").count() == 0
+    pg.screenshot(path=str(ARTIFACTS / "feature_real_label_run.png"), full_page=True)
+    d = dead[0]
+    pg.goto(f"{url}/features?run={run_id}&feature={d}")
+    pg.wait_for_selector("#feature-status")
+    status = pg.inner_text("#feature-status")
+    assert status.startswith("dead") and recs[d]["dead"] in status
+    assert pg.inner_text(".ib-explanation") == "(no explanation)"
+    assert "no scores recorded" in pg.inner_text("#feature-scores")
+    pg.screenshot(path=str(ARTIFACTS / "feature_real_label_run_dead.png"), full_page=True)
+    pg.close()
