@@ -584,3 +584,14 @@ def run_path_patching(cfg: PathPatchingConfig) -> RunOutput:
                       "clean_metric": res.clean_value, "corrupted_metric": res.corrupted_value},
                      tensors={"values": res.values}, figures={"heatmap": heatmap(norm.tolist(), ["layer", "head"], labels, title)},
                      summary=summary)
+
+
+def _register_dissection() -> None:
+    from .dissect.run_text import TextDissectConfig, run_text
+    from .dissect.vision.demo import VisionDemoConfig, run_vision
+
+    register_recipe_kind("dissect_text", TextDissectConfig)(run_text)
+    register_recipe_kind("dissect_vision", VisionDemoConfig)(run_vision)
+
+
+_register_dissection()
