@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 
 _NAMES = {
-    "load": "formats", "save": "formats", "detect_format": "formats",
+    "detect_format": "formats",
     "SAE": "arch", "ARCHS": "arch",
     "SAEConfig": "config", "TrainConfig": "config",
     "Trainer": "train", "TrainingDiverged": "train",
@@ -26,7 +26,23 @@ _NAMES = {
     "EvalResult": "evaluate", "SAESplice": "intervene",
 }
 
-__all__ = sorted(_NAMES)
+__all__ = sorted([*_NAMES, "load", "save"])
+
+
+# ``load`` and ``save`` are real functions, not lazy attributes: nnsight (0.8) installs a
+# ``save`` method on every object once a trace has run, which would shadow a lazy ``save``.
+def load(path, *args, **kwargs):
+    """Load an SAE folder (interpbench, SAELens or sparsify layout); see :func:`interpbench.sae.formats.load`."""
+    from .formats import load as _load
+
+    return _load(path, *args, **kwargs)
+
+
+def save(sae, out, *args, **kwargs):
+    """Save an SAE folder; see :func:`interpbench.sae.formats.save`."""
+    from .formats import save as _save
+
+    return _save(sae, out, *args, **kwargs)
 
 
 def __getattr__(name):
