@@ -69,6 +69,8 @@ class RunSummary:
     """The run has ``features.jsonl`` for the Feature page."""
     error: Optional[str] = None
     """Why ``result.json`` could not be read (the row is still listed), or None."""
+    has_labels: bool = False
+    """The run is a dissection with unit labels (``files.labels`` / ``labels.json``) for the Units page."""
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -242,9 +244,10 @@ def _text(x: Any, default: str = "") -> str:
 
 def summarize(run_id: str, run_dir: Path, result: dict) -> RunSummary:
     """Runs-page row of one parsed ``result.json``."""
-    model = result.get("model") if isinstance(result.get("model"), dict) else {}
-    task = result.get("task") if isinstance(result.get("task"), dict) else {}
-    metric = result.get("metric") if isinstance(result.get("metric"), dict) else {}
+    # dissection runs write model / task / metric as plain strings
+    model = result.get("model") if isinstance(result.get("model"), dict) else {"name": result.get("model")}
+    task = result.get("task") if isinstance(result.get("task"), dict) else {"task": result.get("task")}
+    metric = result.get("metric") if isinstance(result.get("metric"), dict) else {"name": result.get("metric")}
     task_txt = _text(task.get("task"))
     if isinstance(task.get("n"), int):
         task_txt += f" (n={task['n']})"
@@ -255,7 +258,15 @@ def summarize(run_id: str, run_dir: Path, result: dict) -> RunSummary:
         metric=_text(metric.get("name")), created=_text(result.get("created")),
         has_graph=graph_file_name(result) is not None or (run_dir / "graph.json").is_file(),
         has_scores=isinstance(scores, dict) and len(scores) > 0,
-        has_features=(run_dir / "features.jsonl").is_file() or (run_dir / "features.json").is_file())
+        has_features=(run_dir / "features.jsonl").is_file() or (run_dir / "features.json").is_file(),
+        has_labels=_has_labels(run_dir, result))
+
+
+def _has_labels(run_dir: Path, result: dict) -> bool:
+    files = result.get("files") if isinstance(result.get("files"), dict) else {}
+    if isinstance(files.get("labels"), str):
+        return True
+    return result.get("kind") == "dissection" and (run_dir / "labels.json").is_file()
 
 
 def list_runs(runs_dir: Path) -> list[RunSummary]:

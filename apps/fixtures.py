@@ -143,3 +143,74 @@ def write_eap_run(runs_dir: Path, run_id: str, model, pairs, method: str = "eap"
               "metric": {"name": "logit_diff", "convention": {"direction": "clean - corrupted, IO minus S"}},
               "scores": {}, "timings": {}, "files": {"graph": "graph.json", "figures": [], "tensors": None}}
     return write_run(runs_dir, run_id, result, graph)
+
+
+def write_vision_dissection_run(runs_dir: Path, run_id: str = "dissect-vision-tiny", n_images: int = 40,
+                                graph_images: int = 4, top: int = 4) -> tuple[Path, dict, dict]:
+    """A small real dissection run of the bundled scene CNN (interpbench.dissect code, ~1 s on CPU).
+
+    Writes ``result.json`` (kind ``dissection``), ``labels.json`` and the path-intervention
+    ``graph.json`` like ``interpbench dissect --vision-demo`` (without its ablation curves and
+    stability figures); returns (run dir, labels payload, graph JSON object).
+    """
+    import torch
+
+    from interpbench.dissect.engine import DissectConfig, dissect
+    from interpbench.dissect.report import labels_payload
+    from interpbench.dissect.vision.data import scene_batches, vision_acts_fn
+    from interpbench.dissect.vision.model import load_scene_cnn
+    from interpbench.dissect.vision.paths import build_graph
+    from interpbench.dissect.vision.scenes import CLASSES, CONCEPTS, make_scenes
+
+    dev = torch.device("cpu")
+    model, scenes = load_scene_cnn(device=dev), make_scenes(n_images, seed=7)
+    sites = ["conv1.hook_post", "conv2.hook_post", "conv3.hook_post"]
+    h, w = scenes.images.shape[-2:]
+    dcfg = DissectConfig(quantile=0.99, iou_threshold=0.04, comp_units=2, tail=int(n_images * h * w * 0.01) + 64)
+    res = dissect(vision_acts_fn(model, sites, (h, w)), scene_batches(scenes, n_images, dev), sites,
+                  list(CONCEPTS), dcfg)
+    labels = {f"conv{k + 1}.c{lab.unit}": lab.formula or lab.concept
+              for k, s in enumerate(sites) for lab in res[s].labels if lab.concept}
+    c = CLASSES.index("house")
+    graph, _ = build_graph(model, scenes.images[scenes.labels == c][:graph_images], c, "house", top=top, labels=labels)
+    payload = labels_payload(res, "scene-cnn", list(CONCEPTS), {"graph_labels": labels})
+    graph_obj = json.loads(graph.to_json())
+    result = {"schema_version": 1, "kind": "dissection", "recipe": "dissect-vision", "run_id": run_id,
+              "created": "2026-11-24T12:30:00", "config": {"kind": "dissect_vision", "n_images": n_images},
+              "method": "network_dissection+path_intervention", "model": "scene-cnn", "metric": "logit[house]",
+              "ablation": "zero", "task": "synthetic-scenes", "scores": {"n_images": n_images}, "timings": {},
+              "files": {"figures": [], "tensors": None, "labels": "labels.json", "graph": "graph.json"}}
+    final = Path(runs_dir) / run_id
+    with atomic_dir(final) as tmp:
+        (tmp / "result.json").write_text(json.dumps(result))
+        (tmp / "labels.json").write_text(json.dumps(payload))
+        (tmp / "graph.json").write_text(json.dumps(graph_obj))
+    return final, payload, graph_obj
+
+
+TEXT_LABELS = {
+    "schema_version": 1, "model": "tiny-llama", "concepts": ["digits", "hyphen", "month"],
+    "sites": {"blocks.0.mlp.hook_post": {
+        "units": [{"site": "blocks.0.mlp.hook_post", "unit": 0, "concept": "digits", "iou": 0.41, "best": "digits",
+                   "threshold": 0.5, "formula": "(digits AND NOT month)", "formula_iou": 0.47},
+                  {"site": "blocks.0.mlp.hook_post", "unit": 1, "concept": "", "iou": 0.01, "best": "hyphen",
+                   "threshold": 0.2, "formula": "", "formula_iou": None},
+                  {"site": "blocks.0.mlp.hook_post", "unit": 2, "concept": "hyphen", "iou": 0.22, "best": "hyphen",
+                   "threshold": 0.3, "formula": "", "formula_iou": None}],
+        "top_examples": {"0": [[1, 2.5], [0, 1.25]],
+                         "2": [{"id": 0, "act": 0.9, "tokens": ["self", "-", "made"], "acts": [0.0, 0.9, 0.1]}]}}},
+    "extra": {"tokens": [["In", " May", " 2", "0", "1", "0"], ["Page", " 1", "2", " of", " 3"]]}}
+"""A hand-checkable text dissection ``labels.json`` (the format of ``interpbench.dissect.report``)."""
+
+
+def write_text_dissection_run(runs_dir: Path, run_id: str = "dissect-text-tiny") -> Path:
+    """A text dissection run directory holding :data:`TEXT_LABELS` (no graph)."""
+    result = {"schema_version": 1, "kind": "dissection", "recipe": "dissect-text", "run_id": run_id,
+              "created": "2026-11-24T12:20:00", "config": {"kind": "dissect_text"}, "method": "network_dissection",
+              "model": "tiny-llama", "metric": "iou", "ablation": "zero", "task": "concepts:builtin",
+              "scores": {}, "timings": {}, "files": {"figures": [], "tensors": None, "labels": "labels.json"}}
+    final = Path(runs_dir) / run_id
+    with atomic_dir(final) as tmp:
+        (tmp / "result.json").write_text(json.dumps(result))
+        (tmp / "labels.json").write_text(json.dumps(TEXT_LABELS))
+    return final

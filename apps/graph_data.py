@@ -24,7 +24,10 @@ Layout (computed server-side, once per graph, independent of pruning so nodes ne
    (type, head, port, id). A column is as wide as its widest cell; in per-position graphs a
    column only keeps the slots its nodes use. Screen ``y`` grows
    downwards, so ``y = (top_row - row) * ROW_DY`` puts the embeddings at the bottom.
-4. Deep models (more than COMPACT_LAYERS layers) only get the rows that hold nodes of the
+4. A row whose nodes all have ids ``<name>.c<j>`` (units of one site, e.g. the
+   ``conv2.c17`` neurons of a dissection graph) is labelled ``<name>`` rather than
+   ``L<l> mlp``.
+5. Deep models (more than COMPACT_LAYERS layers) only get the rows that hold nodes of the
    current view, closer together; a graph without positions is spread horizontally so
    its drawing is about as wide as it is tall.
 """
@@ -53,6 +56,7 @@ ROW_DY_COMPACT = 50.0
 
 _TYPE_ORDER = {"input": 0, "attention": 1, "mlp": 2, "neuron": 3, "feature": 4, "error": 5, "logits": 6}
 _HEAD = re.compile(r"^a(\d+)\.h(\d+)([qkv])?(?:@(-?\d+))?$")
+_UNIT = re.compile(r"^(?P<site>[A-Za-z_][\w.]*?)\.c\d+$")
 _RECEIVER = re.compile(r"^(?P<node>[^<>]+?)(?:<(?P<port>[qkv])>)?(?P<pos>@-?\d+)?$")
 
 
@@ -187,6 +191,17 @@ def row_label(row: int, top_row: int) -> str:
     return f"L{(row - 1) // 2} " + ("attn" if row % 2 == 1 else "mlp")
 
 
+def row_names(nodes: list | tuple, top_row: int) -> dict:
+    """Row → site name for rows whose nodes are all units ``<site>.c<j>`` of one site."""
+    seen: dict[int, set] = {}
+    for n in nodes:
+        if n["type"] in ("input", "logits"):
+            continue
+        m = _UNIT.match(n["id"])
+        seen.setdefault(node_row(n, top_row), set()).add(m.group("site") if m else None)
+    return {r: next(iter(v)) for r, v in seen.items() if len(v) == 1 and None not in v}
+
+
 def _sort_key(node: dict) -> tuple:
     head, port = node_head(node)
     feat = node.get("feature") if isinstance(node.get("feature"), int) else -1
@@ -227,6 +242,8 @@ class LayoutRef:
     """Any node has a position: one column per position."""
     rows: tuple
     """Rows used by the graph (for the row labels)."""
+    names: tuple = ()
+    """(row, site name) of rows made of one site's units (``conv2.c17`` ...), labelled by the site."""
 
     @staticmethod
     def of(nodes: list | tuple) -> "LayoutRef":
@@ -235,14 +252,17 @@ class LayoutRef:
         heads = [node_head(n) for n in nodes if n["type"] == "attention"]
         return LayoutRef(top_row, max([h for h, port in heads if not port] + [-1]) + 1,
                          any(n.get("pos") is not None for n in nodes),
-                         tuple(sorted({node_row(n, top_row) for n in nodes})))
+                         tuple(sorted({node_row(n, top_row) for n in nodes})),
+                         tuple(sorted(row_names(nodes, top_row).items())))
 
     def merge(self, other: "LayoutRef") -> "LayoutRef":
         """The reference of two graphs drawn together (comparison)."""
         top = max(self.top_row, other.top_row)
         rows = {top if r == self.top_row else r for r in self.rows} | {top if r == other.top_row else r for r in other.rows}
+        names = dict(other.names)
+        names.update(self.names)
         return LayoutRef(top, max(self.n_head_slots, other.n_head_slots), self.per_position or other.per_position,
-                         tuple(sorted(rows)))
+                         tuple(sorted(rows)), tuple(sorted(names.items())))
 
 
 @dataclass(frozen=True)
@@ -315,7 +335,8 @@ def compute_layout(nodes: list | tuple, ref: Optional[LayoutRef] = None) -> Layo
         for n, slot in zip(members, slots[(row, col)]):
             xx = starts[col] + (width[col] * dx / 2 if slot is None else (slot + 0.5) * dx)
             out[n["id"]] = (round(xx, 1), y)
-    rows = tuple((row_label(r, top_row), rank[r] * row_dy) for r in used)
+    names = dict(ref.names)
+    rows = tuple((names.get(r) or row_label(r, top_row), rank[r] * row_dy) for r in used)
     cols = tuple((p, round(starts[i] + width[i] * dx / 2, 1)) for i, p in enumerate(positions))
     xs = [p[0] for p in out.values()] or [0.0]
     return Layout(out, rows, cols, min(xs), (len(used) - 1) * row_dy)

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 from .data import AppDataError, check_run_id, graph_path, load_graph_json, load_result
 from .graph_data import GraphData, parse_graph
-from .graph_view import MODES, View, ViewParams, build_view, export_view, neighbours, node_values
+from .graph_view import MODES, View, ViewParams, build_view, export_view, neighbours, node_concept, node_values
 
 
 def load_graph(settings, run_id: Any) -> GraphData:
@@ -89,7 +89,21 @@ def node_details(settings, run_id: Any, node_id: Any) -> dict:
         raise AppDataError(f"node {node_id[:80]!r} is not in the graph of run {run_id!r}")
     node = g.nodes[g.index[node_id]]
     return {"node": node, "values": node_values(node, _result_or_none(settings, run_id)),
+            "run": run_id, "concept": node_concept(node), "unit": _unit_info(settings, run_id, node_id),
             **neighbours(g, node_id)}
+
+
+def _unit_info(settings, run_id: Any, node_id: str) -> Optional[dict]:
+    """The unit's row in the run's ``labels.json`` (dissection runs), or None when there is none."""
+    from .units_data import load_labels, unit_of_node, unit_row
+
+    try:
+        labels = load_labels(settings, run_id)
+    except AppDataError:
+        return None
+    found = unit_of_node(labels, node_id)
+    row = unit_row(labels, *found) if found else None
+    return {**row, "site": found[0]} if row else None
 
 
 def pins_after(trigger: Any, selected: Any, pinned: Any) -> list:

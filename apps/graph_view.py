@@ -139,9 +139,27 @@ def _edge_element(g: GraphData, j: int, width: float, classes: list[str], graph_
     return {"data": data, "classes": " ".join(["pos" if s >= 0 else "neg", *classes])}
 
 
+def node_concept(node: dict) -> Optional[str]:
+    """The unit label a node carries (dissection graphs: ``label`` = the unit's concept), or None."""
+    lab = node.get("label")
+    return lab if isinstance(lab, str) and lab.strip() else None
+
+
+def node_caption(node: dict, limit: int = 28) -> str:
+    """Text drawn on a node: its short id, plus ``· concept`` when it carries a unit label."""
+    short, concept = _short(node["id"]), node_concept(node)
+    if concept is None or concept == short or short.endswith("." + concept):
+        return short
+    return f"{short} · {concept if len(concept) <= limit else concept[:limit - 1] + '…'}"
+
+
 def _node_element(node: dict, xy: tuple, classes: list[str]) -> dict:
-    data = {"id": node["id"], "label": _short(node["id"]), "type": node["type"], "layer": node.get("layer"),
+    data = {"id": node["id"], "label": node_caption(node), "type": node["type"], "layer": node.get("layer"),
             "pos": node.get("pos")}
+    if node_concept(node) is not None:
+        data["concept"] = node_concept(node)
+        if data["label"] != _short(node["id"]):  # the caption carries the concept: draw it under the node
+            classes = [*classes, "labelled"]
     for k in ("score", "attribution", "effect"):
         if isinstance(node.get(k), (int, float)):
             data[k] = node[k]
@@ -270,6 +288,8 @@ def hover_lines(data: Optional[dict]) -> list[str]:
         return lines
     lines = [f"node {data.get('id')} ({data.get('type')})",
              f"layer {data.get('layer')}" + (f", position {data['pos']}" if data.get("pos") is not None else "")]
+    if isinstance(data.get("concept"), str):
+        lines.insert(1, f"label {data['concept']}")
     for k in ("score", "attribution", "effect"):
         if k in data:
             lines.append(f"{k} {_fmt(data[k])}")

@@ -35,7 +35,10 @@ def main() -> None:
     ap.add_argument("--pos", type=int, default=32)
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--device", default=None)
+    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch default)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     m = interpbench.load_model(args.model, device=args.device)
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(100, m.cfg.d_vocab, (args.batch, args.pos), generator=g).to(m.device)
@@ -48,8 +51,14 @@ def main() -> None:
             torch.cuda.synchronize()
 
     with torch.no_grad():
-        plain = _time(lambda: (m.hf(input_ids=ids, use_cache=False).logits, sync()), args.reps)
-        ours = _time(lambda: (m.run_with_cache(ids, names), sync()), args.reps)
+        # interleave the two so machine noise hits both alike; median of each
+        plain_fn = lambda: (m.hf(input_ids=ids, use_cache=False).logits, sync())  # noqa: E731
+        ours_fn = lambda: (m.run_with_cache(ids, names), sync())  # noqa: E731
+        plain_t, ours_t = [], []
+        for _ in range(args.reps):
+            plain_t.append(_time(plain_fn, 1))
+            ours_t.append(_time(ours_fn, 1))
+        plain, ours = statistics.median(plain_t), statistics.median(ours_t)
         from interpbench.engines.nnsight_engine import run_with_nnsight
 
         nn_t = _time(lambda: (run_with_nnsight(m, ids, cache=names), sync()), max(3, args.reps // 4))

@@ -37,8 +37,13 @@ def run_facts(result: dict) -> list[tuple[str, str]]:
     model = result.get("model") if isinstance(result.get("model"), dict) else {}
     task = result.get("task") if isinstance(result.get("task"), dict) else {}
     metric = result.get("metric") if isinstance(result.get("metric"), dict) else {}
-    rows = [("model", model.get("name", "n/a")), ("task", f"{task.get('task', 'n/a')} (n={task.get('n', '?')}, "
-                                                          f"seq_len={task.get('seq_len', '?')})"),
+    if isinstance(result.get("model"), str):  # dissection runs write model / task / metric as plain strings
+        model = {"name": result["model"]}
+    if isinstance(result.get("metric"), str):
+        metric = {"name": result["metric"]}
+    task_txt = (result["task"] if isinstance(result.get("task"), str) else
+                f"{task.get('task', 'n/a')} (n={task.get('n', '?')}, seq_len={task.get('seq_len', '?')})")
+    rows = [("model", model.get("name", "n/a")), ("task", task_txt),
             ("method", result.get("method", "n/a")), ("metric", metric.get("name", "n/a")),
             ("ablation", result.get("ablation", "n/a")), ("created", result.get("created", "n/a"))]
     return [(k, str(v)) for k, v in rows]

@@ -24,6 +24,8 @@ STYLESHEET = [
     {"selector": "node.input", "style": {"background-color": "#b0b0b0", "shape": "rectangle", "width": 34}},
     {"selector": "node.logits", "style": {"background-color": "#7a7a7a", "shape": "rectangle", "width": 34,
                                           "color": "#fff"}},
+    {"selector": "node.labelled", "style": {"text-valign": "bottom", "text-halign": "center", "text-margin-y": 2,
+                                            "text-wrap": "wrap", "text-max-width": 80, "font-size": 7}},
     {"selector": "node.pinned", "style": {"border-width": 4, "border-color": "#111"}},
     {"selector": "node:selected", "style": {"border-width": 4, "border-color": "#ff7f0e"}},
     {"selector": "node.axis", "style": {"background-opacity": 0, "border-width": 0, "font-size": 12,

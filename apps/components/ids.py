@@ -44,3 +44,16 @@ class FeatureIds:
     run = "feature-run"
     select = "feature-select"
     panel = "feature-panel"
+
+
+class UnitsIds:
+    """Ids of the units page (dissection labels)."""
+
+    run = "units-run"
+    site = "units-site"
+    filter = "units-filter"
+    sort = "units-sort"
+    labelled = "units-labelled"
+    table = "units-table"
+    unit = "units-unit"
+    examples = "units-examples"

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 
 import dash
-from dash import Input, Output, State, callback, ctx, html
+from dash import Input, Output, State, callback, ctx, dcc, html
 
 from apps.components.common import error_box, page_header, run_facts
 from apps.components.graph_panel import explorer
@@ -80,6 +81,17 @@ def node_panel(details: dict) -> list:
     node = details["node"]
     kids = [html.Div(f"{node['id']} ({node['type']}, layer {node.get('layer')}"
                      + (f", position {node['pos']})" if node.get("pos") is not None else ")"), className="ib-node-id")]
+    unit = details.get("unit")
+    if details.get("concept") or unit:
+        rows = [html.Tr([html.Th("label"), html.Td(details.get("concept") or "—", id="graph-node-label")])]
+        if unit:
+            rows += [html.Tr([html.Th("IoU"), html.Td(f"{unit['iou']:.3f}" if unit["iou"] is not None else "n/a")])]
+            if unit["formula"]:
+                rows.append(html.Tr([html.Th("formula"), html.Td(unit["formula"])]))
+            rows.append(html.Tr([html.Th("site"), html.Td(dcc.Link(
+                f"{unit['site']} c{unit['unit']} (top examples)", id="graph-node-units-link",
+                href=f"/units?run={quote(details['run'])}&site={quote(unit['site'])}&unit={unit['unit']}"))]))
+        kids.append(html.Table(rows, className="ib-kv"))
     if details["values"]:
         kids.append(html.Table([html.Tr([html.Th(k), html.Td(f"{v:.4g}")]) for k, v in details["values"]],
                                className="ib-kv"))

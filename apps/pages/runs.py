@@ -34,6 +34,8 @@ def _open_links(r) -> list:
         links.append(dcc.Link("patching", href=f"/patching?run={q}", className="ib-open"))
     if r.has_features:
         links.append(dcc.Link("features", href=f"/features?run={q}", className="ib-open"))
+    if r.has_labels:
+        links.append(dcc.Link("units", href=f"/units?run={q}", className="ib-open"))
     return links
 
 
