@@ -13,7 +13,10 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
+import os
 import time
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # transformer_lens.patching's per-run bar would flood the output
 
 import torch
 
@@ -52,7 +55,8 @@ def main() -> None:
     ours = activation_patch(m, p.clean, p.corrupted, site="resid_pre", metric="logit_diff", answer=p.answer,
                             wrong=p.wrong, max_tokens=args.max_tokens, layers=layers)
     t_ours = time.perf_counter() - t
-    print(f"interpbench fast path: {t_ours:.2f} s ({ours.n_forwards} forwards, max_tokens={args.max_tokens})")
+    print(f"interpbench fast path: {t_ours:.2f} s ({ours.n_forwards} forwards, max_tokens={args.max_tokens}, "
+          f"forward_cost={ours.meta['forward_cost']}, {ours.meta['skipped_noop_patches']} no-op patches not run)")
     if args.skip_tl:
         return
 

@@ -59,6 +59,36 @@ def test_fast_equals_naive_every_kind(tiny, kind):
     assert not torch.allclose(fast.values, fast.corrupted.mean().expand_as(fast.values))  # patches do something
 
 
+@pytest.mark.parametrize("kind", ["resid_pre", "head_out_pos", "k_pos", "head_out"])
+def test_noop_patches_are_skipped_and_still_exact(tiny, kind):
+    """Positions where clean and corrupted agree bit for bit (the shared prefix; at layer 0 every
+    equal token) are not run; their values must still equal the naive path's."""
+    clean, corrupt, ans, wrong = _pairs(tiny)
+    kw = dict(site=kind, metric="logit_diff", answer=ans, wrong=wrong, layers=[0, 1])
+    fast = activation_patch(tiny, clean, corrupt, **kw)
+    naive = activation_patch(tiny, clean, corrupt, method="naive", **kw)
+    if kind == "head_out":  # all positions at once: a head's z differs somewhere, nothing to skip
+        assert fast.meta["skipped_noop_patches"] == 0
+    else:
+        assert fast.meta["skipped_noop_patches"] > 0
+    torch.testing.assert_close(fast.per_prompt, naive.per_prompt, atol=1e-5, rtol=0)
+
+
+def test_chunk_partition_covers_each_element_once_within_budget():
+    from interpbench.patching.activation import _chunks
+
+    elems = [(p, h) for p in range(3, 17) for h in range(4)]
+    for cost in (0.0, 48.0, 1e6):
+        for max_tokens in (1, 30, 200, 10_000):
+            groups = _chunks(elems, True, 17, 2, max_tokens, cost)
+            flat = [e for g in groups for e in g]
+            assert sorted(flat) == sorted(elems)
+            for g in groups:
+                assert len(g) == 1 or len(g) * 2 * (17 - min(e[0] for e in g)) <= max_tokens
+    assert len(_chunks(elems, True, 17, 2, 10_000, 1e6)) == 1  # forwards expensive: one group
+    assert len(_chunks(elems, True, 17, 2, 10_000, 0.0)) == 14  # forwards free: one group per position
+
+
 @pytest.mark.parametrize("direction", ["denoise", "noise"])
 def test_fast_equals_naive_callable_metric_and_direction(tiny_llama, direction):
     clean, corrupt, ans, wrong = _pairs(tiny_llama)
