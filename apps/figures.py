@@ -194,6 +194,13 @@ def faithfulness_figure(faith: Optional[dict]) -> go.Figure:
     return fig
 
 
+def _hist_title(hist: dict) -> str:
+    n, a = hist.get("n_tokens"), hist.get("n_active")
+    if isinstance(n, int) and isinstance(a, int) and n > 0:
+        return f"activation histogram (active on {a:,} of {n:,} harvested tokens, {100 * a / n:.2f} %)"
+    return "activation histogram"
+
+
 def histogram_figure(hist: Any) -> go.Figure:
     """Bar chart of a feature's activation histogram {edges: [k+1], counts: [k]}."""
     if not isinstance(hist, dict):
@@ -207,7 +214,7 @@ def histogram_figure(hist: Any) -> go.Figure:
                            width=[e[i + 1] - e[i] for i in range(len(c))], marker_color="#e6842a",
                            hovertemplate="activation %{x:.3g}<br>count %{y}<extra></extra>"))
     fig.update_layout(**{**_LAYOUT, "margin": dict(l=50, r=10, t=40, b=40)}, height=260,
-                      title=dict(text="activation histogram", x=0.01, font=dict(size=12)), bargap=0)
+                      title=dict(text=_hist_title(hist), x=0.01, font=dict(size=12)), bargap=0)
     pos = [x for x in c if x > 0]
     fig.update_yaxes(type="log" if pos and max(pos) > 100 * min(pos) else "linear")
     return fig

@@ -114,7 +114,8 @@ def groundtruth(args) -> None:
     for name, scorer in pipe.scorers.items():
         t = time.time()
         rep = run_ground_truth(pipe, {name: scorer})
-        print(f"{name:12s} ranking accuracy {rep.ranking_accuracy[name]:.2f} (chance 0.20) "
+        print(f"{name:12s} ranking accuracy {rep.ranking_accuracy[name]:.2f} strict, "
+              f"{rep.ties_split[name]:.2f} ties split (chance 0.20) "
               f"ranks {rep.ranks[name]}  [{time.time() - t:.0f} s, model {scorer.model_name}]")
     print(f"top-tokens recovery of token-class latents: {rep.recovered}")
     print(f"top-tokens explanations: {rep.explanations}")

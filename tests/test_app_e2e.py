@@ -455,8 +455,16 @@ def test_real_label_run_feature_page(browser, label_run):
                        f"{sc['shuffled_latent']:.3f}"]
     assert row[5] == sc["model"] and row[6] == f"{sc['n_pos']}/{sc['n_neg']}"
     assert row[8] == sc["random_explanation_text"]
-    assert "not recorded" in pg.inner_text("#feature-no-examples")  # feature_records carries no examples
-    assert pg.locator("#feature-histogram").count() == 0
+    # feature_records exports the top explanation windows and the histogram over the harvest
+    assert rec["examples"] and rec["histogram"]["n_active"] > 0
+    assert pg.locator("#feature-no-examples").count() == 0
+    assert f"top activating examples ({len(rec['examples'])})" in pg.inner_text("#feature-panel")
+    assert pg.locator("#feature-panel .ib-example").count() == len(rec["examples"])
+    spans = pg.locator("#feature-panel .ib-example").first.locator(".ib-tok")
+    assert spans.count() == len(rec["examples"][0]["tokens"])
+    peak = max(range(len(rec["examples"][0]["acts"])), key=lambda i: rec["examples"][0]["acts"][i])
+    assert float(spans.nth(peak).get_attribute("data-act")) == pytest.approx(rec["examples"][0]["acts"][peak], rel=1e-3)
+    assert pg.locator("#feature-histogram").count() == 1
     pg.screenshot(path=str(ARTIFACTS / "feature_real_label_run.png"), full_page=True)
     d = dead[0]
     pg.goto(f"{url}/features?run={run_id}&feature={d}")

@@ -41,6 +41,8 @@ def test_rule_judge_ranks_token_classes_and_top_tokens_recover_them(pipe_factory
     assert set(rep.ranks["detection"]) == set(SYNTHETIC_LATENTS) - {"dead"}
     # the rule judge knows digits / capitalised / punctuation: the true description must win there
     assert all(rep.ranks["detection"][k] == 1 for k in ("digits", "capitalised", "punctuation"))
+    assert rep.ties_split["detection"] >= rep.ranking_accuracy["detection"]  # ties credited, never less
+    assert set(rep.scores["detection"]["digits"]) == set(rep.ranks["detection"])
     assert rep.recovered == {"digits": True, "capitalised": True, "punctuation": True}
     assert rep.explanations["of_the"] == 'the tokens "the"'
 

@@ -5,12 +5,21 @@ Each record: ``feature``, ``status``, ``explanation``, ``explainer``, ``explaine
 ``score``, ``random_explanation`` (the control's score), ``shuffled_latent`` (the control's
 score), ``model``, example counts and parse failures; flat keys ``<scorer>`` and
 ``<scorer>_random_explanation`` repeat the two headline numbers.
+
+Where the ledger has the feature's examples: ``max_act`` and ``examples``, the top
+``n_examples`` explanation windows (``tokens``, ``acts``, ``doc``, ``window``; top first).
+Where the job's ``harvest.pt`` sits beside the ledger: ``histogram``, the feature's
+activations over every harvested token, ``{edges: [k+1], counts: [k], n_tokens, n_active,
+range}`` over the active (> 0) tokens — what the app's feature page draws.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
+
+import torch
 
 from ..paths import atomic_write_text
 from .ledger import Ledger
@@ -18,8 +27,34 @@ from .ledger import Ledger
 EXPORT_SCHEMA_VERSION = 1
 
 
-def feature_records(ledger: Ledger) -> list[dict]:
+def _histograms(harvest_path: Path, bins: int) -> dict:
+    """Feature -> histogram of its active (> 0) activations over all harvested tokens."""
+    from .harvest import Harvest
+
+    h = Harvest.load(harvest_path)
+    acts = h.acts.flatten(0, 1).float()  # [tokens feature]
+    out = {}
+    for j, f in enumerate(h.features):
+        a = acts[:, j]
+        act = a[a > 0]
+        if act.numel() == 0:
+            out[f] = {"edges": [0.0, 1.0], "counts": [0], "n_tokens": int(a.numel()), "n_active": 0, "range": "active"}
+            continue
+        hi = float(act.max())
+        counts = torch.histc(act, bins=bins, min=0.0, max=hi)
+        edges = torch.linspace(0.0, hi, bins + 1)
+        out[f] = {"edges": [round(float(x), 6) for x in edges], "counts": [int(c) for c in counts],
+                  "n_tokens": int(a.numel()), "n_active": int(act.numel()), "range": "active"}
+    return out
+
+
+def feature_records(ledger: Ledger, n_examples: int = 8, harvest_path: Optional[Path] = None,
+                    bins: int = 30) -> list[dict]:
+    """One record per feature (see the module docstring); ``harvest_path`` defaults to the
+    ``harvest.pt`` beside the ledger (no histograms when it is absent)."""
     stages = ledger.all_stages()
+    hp = Path(harvest_path) if harvest_path is not None else ledger.path.parent / "harvest.pt"
+    hists = _histograms(hp, bins) if hp.exists() else {}
     out = []
     for feature, status, attempts, error in ledger.rows():
         st = stages.get(feature, {})
@@ -28,6 +63,13 @@ def feature_records(ledger: Ledger) -> list[dict]:
                "explainer_kind": e.get("kind"), "dead": error if status in ("dead", "skipped") else None,
                "error": error if status == "failed" else None, "attempts": attempts, "scores": {},
                "schema_version": EXPORT_SCHEMA_VERSION}
+        ex = st.get("examples")
+        if ex:
+            rec["max_act"] = ex.get("max_act")
+            rec["examples"] = [{"tokens": r["tokens"], "acts": r["acts"], "doc": r["doc"], "window": r["window"]}
+                               for r in ex.get("explain", [])[:n_examples]]
+        if feature in hists:
+            rec["histogram"] = hists[feature]
         for name, r in sorted(st.items()):
             if not name.startswith("score:"):
                 continue
