@@ -248,3 +248,34 @@ def test_eap_ig_edges_is_complete(tiny_gpt2):
                - metric(run_edges(tiny_gpt2, comp, pairs.clean, mask=comp.valid.float(), ref=ref), pairs).mean())
     assert abs(float(gap)) > 0.05
     assert float(es.scores.sum()) == pytest.approx(float(gap), rel=2e-3)  # midpoint rule; converges with steps
+
+
+def test_seed_variance_is_zero_for_identical_prompts_and_cli_sweep(tiny_llama, tiny_llama_path, tmp_path):
+    from typer.testing import CliRunner
+
+    import interpbench.cli as cli
+    from interpbench.graphs.faithfulness import seed_variance
+
+    pairs = make_pairs()
+    find = lambda ps: top_n(to_graph(edge_scores(tiny_llama, ps, method="eap", ablation="resample"), pairs=ps),  # noqa: E731
+                            15, absolute=True, prune=True)
+    sv = seed_variance(tiny_llama, lambda sd: pairs, find, [0, 1, 2], ablation="resample")
+    assert [r["seed"] for r in sv["per_seed"]] == [0, 1, 2]
+    assert sv["cpr"]["std"] == 0.0 and sv["cmd"]["std"] == 0.0 and sv["kept_edges_jaccard"] == 1.0
+
+    cli._register_areas()
+    names = [("Mary", "John", "Paul"), ("Anna", "Tom", "Kate"), ("Alice", "Bob", "Carl"), ("Sam", "Jack", "Eric")]
+    rows = [{"clean": f"When {a} and {b} went to the store, {b} gave a drink to",
+             "corrupted": f"When {a} and {b} went to the store, {c} gave a drink to",
+             "answer": f" {a}", "wrong": f" {b}"} for a, b, c in names]
+    pairs_file = tmp_path / "pairs.jsonl"
+    pairs_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "run"
+    res = CliRunner().invoke(cli.app, ["circuit", "--model", str(tiny_llama_path), "--pairs", str(pairs_file), "--n", "2",
+                                       "--method", "eap", "--top-n", "20", "--seed-sweep", "2", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "seed variance over 3 prompt seeds (resample)" in res.output
+    block = load_graph(out / "graph.json").faithfulness["seed_variance"]
+    assert block["seeds"] == [0, 1, 2] and len(block["per_seed"]) == 3
+    assert block["per_seed"][0]["cpr"] == pytest.approx(
+        load_graph(out / "graph.json").faithfulness["ablations"]["resample"]["cpr"], abs=1e-9)

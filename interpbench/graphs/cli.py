@@ -48,6 +48,8 @@ def register(app: typer.Typer) -> None:
         verify_k: int = typer.Option(0, "--verify", help="re-score the top K edges exactly"),
         ioi_style: bool = typer.Option(False, "--ioi-style", help="also IOI-style faithfulness/completeness/minimality"),
         export: bool = typer.Option(False, "--export", help="also write GraphML, DOT and circuit-tracer JSON"),
+        seed_sweep: int = typer.Option(0, "--seed-sweep",
+                                       help="repeat method + faithfulness for K more prompt seeds; report mean/std"),
         out: Optional[Path] = typer.Option(None, "--out", help="run directory (default cache/runs/circuit-...)"),
         device: Optional[str] = typer.Option(None, "--device"),
         dtype: Optional[str] = typer.Option(None, "--dtype"),
@@ -57,7 +59,7 @@ def register(app: typer.Typer) -> None:
                     n=n, seed=seed,
                     steps=steps, top_n=top_n, tau=tau, metric=metric, faith_ablations=faith_ablations,
                     faithfulness=not no_faithfulness, verify_k=verify_k, ioi=ioi_style, export=export, out=out,
-                    device=device, dtype=dtype)
+                    device=device, dtype=dtype, seed_sweep=seed_sweep)
 
 
 def load_pairs(model, task: Optional[str], pairs_file: Optional[Path], n: int, seed: int):
@@ -75,7 +77,7 @@ def run_circuit(*, model: str, task: Optional[str], pairs_file: Optional[Path], 
                 mediator: str = "edge", n: int,
                 seed: int, steps: int, top_n: Optional[int], tau: float, metric: str, faith_ablations: Optional[str],
                 faithfulness: bool, verify_k: int, export: bool, out: Optional[Path], device: Optional[str],
-                dtype: Optional[str], ioi: bool = False) -> Path:
+                dtype: Optional[str], ioi: bool = False, seed_sweep: int = 0) -> Path:
     from ..models.loading import load_model
     from ..paths import atomic_dir, atomic_write_text, cache_dir
     from . import report
@@ -128,6 +130,37 @@ def run_circuit(*, model: str, task: Optional[str], pairs_file: Optional[Path], 
             from .faithfulness import ioi_style as _ioi
 
             block["ioi_style"] = {a: _ioi(m, pairs, g, ablation=a, metric=task_metric(metric)) for a in abls}
+        if seed_sweep > 0:
+            from .faithfulness import seed_variance
+
+            def pick(gr):
+                if mediator == "node":
+                    from .prune import top_nodes
+
+                    return top_nodes(gr, top_n if top_n is not None else 10)
+                if method == "acdc":
+                    return gr
+                return prune_top_n(gr, top_n if top_n is not None else max(1, len(gr.edges) // 100), absolute=True,
+                                   prune=True)
+
+            def make(sd):
+                if task is not None:
+                    return load_pairs(m, task, None, n, sd)
+                full = load_pairs(m, None, pairs_file, 10 ** 9, sd)  # a resample of the file's pairs per seed
+                import torch
+
+                gen = torch.Generator().manual_seed(sd)
+                idx = torch.randint(0, full.n, (min(n, full.n),), generator=gen).tolist()
+                return full.subset(idx)
+
+            seeds = [seed] + [seed + 1 + i for i in range(seed_sweep)]
+            block["seed_variance"] = seed_variance(
+                m, lambda sd: pairs if sd == seed else make(sd),
+                lambda ps: g if ps is pairs else pick(find_circuit(m, ps, method=method, ablation=ablation, steps=steps,
+                                                                   tau=tau, metric_name=metric)),
+                seeds, ablation=ablation, metric=task_metric(metric))
+            block["seed_variance"]["resampled"] = "task prompts drawn per seed" if task is not None else \
+                "pairs resampled with replacement from the file per seed"
         block = report.finite_json(block)
         g = g.with_faithfulness(block)
         timings["faithfulness"] = time.perf_counter() - t
@@ -138,7 +171,7 @@ def run_circuit(*, model: str, task: Optional[str], pairs_file: Optional[Path], 
     config = {"model": model, "task": task, "pairs": str(pairs_file) if pairs_file else None, "method": method,
               "mediator": mediator,
               "ablation": ablation, "n": n, "seed": seed, "steps": steps, "top_n": top_n, "tau": tau, "metric": metric,
-              "faith_ablations": abls, "verify": verify_k}
+              "faith_ablations": abls, "verify": verify_k, "seed_sweep": seed_sweep}
     with atomic_dir(out) as tmp:
         g.save(tmp / "graph.json")
         if block is not None:
@@ -155,6 +188,12 @@ def run_circuit(*, model: str, task: Optional[str], pairs_file: Optional[Path], 
         atomic_write_text(tmp / "result.json", json.dumps(rec, indent=1, default=str))
     for line in report.summary_lines(g, kept_f):
         print(line)
+    sv = (block or {}).get("seed_variance")
+    if sv:
+        print(f"seed variance over {len(sv['seeds'])} prompt seeds ({sv['ablation']}): CPR {sv['cpr']['mean']:.3f} "
+              f"± {sv['cpr']['std']:.3f}, CMD {sv['cmd']['mean']:.3f} ± {sv['cmd']['std']:.3f}, kept-circuit "
+              f"faithfulness {sv['kept_faithfulness']['mean']:.3f} ± {sv['kept_faithfulness']['std']:.3f}, "
+              f"kept-edge Jaccard {sv['kept_edges_jaccard'] if sv['kept_edges_jaccard'] is None else round(sv['kept_edges_jaccard'], 3)}")
     if verify_report is not None:
         print(f"verify (top {verify_report['k']} edges, exact): spearman {verify_report['spearman']:.3f}, "
               f"sign flips {verify_report['sign_flips']}")

@@ -13,6 +13,9 @@ the receiver reads the reference (corrupted / mean / zero) output of that sender
 4. CPR = trapezoid area under f over p (x = the fraction of edges, not log-scaled); CMD =
    trapezoid area of |1 - f| over p. Higher CPR and lower CMD are better.
 5. Each point also gets a percentile-bootstrap CI over prompts (variance over prompt resamples).
+Seed variance (:func:`seed_variance`): the whole pipeline (prompts drawn with another seed →
+method → pruning → curves) repeated per seed; mean and standard deviation of CPR, CMD and
+the kept circuit's faithfulness, and the mean pairwise Jaccard overlap of the kept edges.
 IOI-style (node level, nodes outside the circuit ablated): faithfulness ``F(C)/F(M)``;
 incompleteness ``|F(C\\K) - F(M\\K)|`` over random subsets K of the circuit; minimality
 ``|F(C\\{v}) - F(C)|`` per circuit node v.
@@ -185,3 +188,39 @@ def ioi_style(model, pairs, graph: CausalGraph, ablation: str = "mean", metric: 
             "incompleteness": incompleteness,
             "max_incompleteness": max((x["gap"] for x in incompleteness), default=0.0),
             "minimality": minimality, "forward_passes": ev.passes}
+
+
+def seed_variance(model, make_pairs, find_graph, seeds: Sequence[int], ablation: str = "resample",
+                  metric: Optional[MetricFn] = None, percentages: Sequence[float] = MIB_PERCENTAGES) -> dict:
+    """Variance of a circuit-finding pipeline over seeds (see the module docstring).
+
+    ``make_pairs(seed)``: prompt pairs for that seed; ``find_graph(pairs)``: the scored graph
+    with its kept circuit (``circuit_edges``). Each seed's CPR (signed curve), CMD (|score|
+    curve) and kept-circuit faithfulness under ``ablation``.
+    """
+    import statistics
+
+    rows, kept_sets = [], []
+    for sd in seeds:
+        pairs = make_pairs(sd)
+        g = find_graph(pairs)
+        ev = CircuitEvaluator(model, pairs, ablation, metric)
+        signed = faithfulness_curve(ev, g, absolute=False, percentages=percentages)
+        absol = faithfulness_curve(ev, g, absolute=True, percentages=percentages)
+        mc = float(ev.graph(g).mean())
+        den = absol["m_full"] - absol["m_empty"]
+        kept = {(e.source, e.target) for e in g.circuit_edges}
+        kept_sets.append(kept)
+        rows.append({"seed": int(sd), "cpr": signed["cpr"], "cmd": absol["cmd"],
+                     "kept_faithfulness": (mc - absol["m_empty"]) / den if den else float("nan"),
+                     "kept_edges": len(kept), "m_full": absol["m_full"], "m_empty": absol["m_empty"]})
+
+    def stats(key: str) -> dict:
+        xs = [r[key] for r in rows]
+        return {"mean": statistics.fmean(xs), "std": statistics.stdev(xs) if len(xs) > 1 else 0.0,
+                "min": min(xs), "max": max(xs)}
+
+    jac = [len(a & b) / len(a | b) for i, a in enumerate(kept_sets) for b in kept_sets[i + 1:] if a | b]
+    return {"ablation": ablation, "seeds": [int(s) for s in seeds], "per_seed": rows,
+            "cpr": stats("cpr"), "cmd": stats("cmd"), "kept_faithfulness": stats("kept_faithfulness"),
+            "kept_edges_jaccard": statistics.fmean(jac) if jac else None}
