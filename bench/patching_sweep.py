@@ -2,10 +2,11 @@
 
 interpbench's fast path (batched patches, layer skip, KV prefix reuse, last-position
 logits) against ``transformer_lens.patching.get_act_patch_resid_pre`` on a
-``TransformerBridge`` of the same model, in the same run. Prints both times, the ratio
-and the max abs difference of the two [n_layers, n_pos] grids. No pass/fail.
+``TransformerBridge`` of the same model, in the same run. The two are timed alternately
+``--reps`` times (default 3); prints each time, the medians, the ratio of the medians and
+the max abs difference of the two [n_layers, n_pos] grids. No pass/fail.
 
-    python bench/patching_sweep.py [--max-tokens 4096] [--skip-tl] [--layers 0,10,20]
+    python bench/patching_sweep.py [--reps 3] [--max-tokens 4096] [--skip-tl] [--layers 0,10,20]
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 import copy
 import logging
 import os
+import statistics
 import time
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # transformer_lens.patching's per-run bar would flood the output
@@ -28,6 +30,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-tl", action="store_true", help="time interpbench only")
     ap.add_argument("--layers", default=None, help="comma-separated subset of layers (default: all)")
+    ap.add_argument("--reps", type=int, default=3, help="alternating timed runs of each side (medians reported)")
     args = ap.parse_args()
     logging.getLogger("transformer_lens").setLevel(logging.ERROR)
 
@@ -51,36 +54,56 @@ def main() -> None:
     layers = None if args.layers is None else [int(x) for x in args.layers.split(",")]
     if layers is not None:
         print(f"layer subset {layers}: {len(layers) * p.clean.shape[1]} patched runs on each side")
-    t = time.perf_counter()
-    ours = activation_patch(m, p.clean, p.corrupted, site="resid_pre", metric="logit_diff", answer=p.answer,
-                            wrong=p.wrong, max_tokens=args.max_tokens, layers=layers)
-    t_ours = time.perf_counter() - t
-    print(f"interpbench fast path: {t_ours:.2f} s ({ours.n_forwards} forwards, max_tokens={args.max_tokens}, "
-          f"forward_cost={ours.meta['forward_cost']}, {ours.meta['skipped_noop_patches']} no-op patches not run)")
-    if args.skip_tl:
-        return
-
-    from transformer_lens.model_bridge import TransformerBridge
-    import transformer_lens.patching as tlp
-
-    bridge = TransformerBridge.boot_transformers(args.model, hf_model=copy.deepcopy(m.hf), tokenizer=m.tokenizer)
-    with torch.no_grad():
-        _, clean_cache = bridge.run_with_cache(p.clean)
-        bridge(p.corrupted)  # warm-up
+    def run_ours():
         t = time.perf_counter()
-        if layers is None:
-            ref = tlp.get_act_patch_resid_pre(bridge, p.corrupted, clean_cache, metric)
-        else:
-            import pandas as pd
+        r = activation_patch(m, p.clean, p.corrupted, site="resid_pre", metric="logit_diff", answer=p.answer,
+                             wrong=p.wrong, max_tokens=args.max_tokens, layers=layers)
+        return r, time.perf_counter() - t
 
-            T = p.clean.shape[1]
-            cells = pd.DataFrame([(x, q) for x in layers for q in range(T)], columns=["layer", "pos"])
-            ref = tlp.get_act_patch_resid_pre(bridge, p.corrupted, clean_cache, metric, index_axis_names=None,
-                                              index_df=cells).view(-1, T)
-        t_tl = time.perf_counter() - t
+    bridge = None
+    if not args.skip_tl:
+        from transformer_lens.model_bridge import TransformerBridge
+        import transformer_lens.patching as tlp
+
+        bridge = TransformerBridge.boot_transformers(args.model, hf_model=copy.deepcopy(m.hf), tokenizer=m.tokenizer)
+        with torch.no_grad():
+            _, clean_cache = bridge.run_with_cache(p.clean)
+            bridge(p.corrupted)  # warm-up
+
+    def run_tl():
+        t = time.perf_counter()
+        with torch.no_grad():
+            if layers is None:
+                r = tlp.get_act_patch_resid_pre(bridge, p.corrupted, clean_cache, metric)
+            else:
+                import pandas as pd
+
+                T = p.clean.shape[1]
+                cells = pd.DataFrame([(x, q) for x in layers for q in range(T)], columns=["layer", "pos"])
+                r = tlp.get_act_patch_resid_pre(bridge, p.corrupted, clean_cache, metric, index_axis_names=None,
+                                                index_df=cells).view(-1, T)
+        return r, time.perf_counter() - t
+
+    t_ours_all, t_tl_all = [], []
+    for rep in range(args.reps):
+        ours, t = run_ours()
+        t_ours_all.append(t)
+        line = f"rep {rep + 1}: interpbench {t:.2f} s"
+        if bridge is not None:
+            ref, t = run_tl()
+            t_tl_all.append(t)
+            line += f", transformer_lens {t:.2f} s"
+        print(line, flush=True)
+    t_ours = statistics.median(t_ours_all)
+    print(f"interpbench fast path: median {t_ours:.2f} s ({ours.n_forwards} forwards, max_tokens={args.max_tokens}, "
+          f"forward_cost={ours.meta['forward_cost']}, {ours.meta['skipped_noop_patches']} no-op patches not run)")
+    if bridge is None:
+        return
+    t_tl = statistics.median(t_tl_all)
     diff = (ref.to(ours.values.device) - ours.values).abs().max().item()
-    print(f"transformer_lens.patching.get_act_patch_resid_pre on TransformerBridge: {t_tl:.2f} s")
-    print(f"speed-up: {t_tl / t_ours:.1f}x   max abs difference: {diff:.2e}")
+    print(f"transformer_lens.patching.get_act_patch_resid_pre on TransformerBridge: median {t_tl:.2f} s")
+    print(f"speed-up (ratio of medians over {args.reps} alternating reps): {t_tl / t_ours:.1f}x   "
+          f"max abs difference: {diff:.2e}")
     best = ours.values.flatten().argmax().item()
     L, P = divmod(best, ours.values.shape[1])
     L = ours.labels["layer"][L]
