@@ -179,7 +179,10 @@ def test_local_client_readouts_match_naive(tiny_llama_path):
     with torch.no_grad():
         full = c.hf(input_ids=torch.tensor([ids])).logits[0]
     assert torch.allclose(pp[1], full[-1, [32, 33, 34]].softmax(-1), atol=1e-5)
-    assert c.usage.prompt_tokens > 0 and c.usage.calls == 3
+    assert torch.allclose(pp[0], full[-2, [32, 33, 34]].softmax(-1), atol=1e-5)  # unembedding only where read
+    pp2 = c.position_probs(ids, [len(ids) - 1, 3], [32, 33, 34])  # any order
+    assert torch.allclose(pp2[1], full[3, [32, 33, 34]].softmax(-1), atol=1e-5)
+    assert c.usage.prompt_tokens > 0 and c.usage.calls == 4
     comp = c.complete(prompts[0], max_tokens=3)
     assert comp.completion_tokens <= 3 and comp.prompt_tokens == len(c.render(prompts[0]))
 

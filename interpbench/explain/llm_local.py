@@ -5,11 +5,11 @@
 2. Render prompts with the tokenizer's chat template (``add_generation_prompt=True``).
 3. ``complete``: greedy decoding (sampling with a seeded generator when temperature > 0); an
    optional ``prefix`` pre-fills the assistant's answer (the explainer uses ``Explanation:``).
-4. ``choice_probs``: left-pad the rendered prompts, one forward, softmax of the last
-   position's logits; a choice's probability is the sum over the first tokens of its
+4. ``choice_probs``: left-pad the rendered prompts, one forward (the unembedding only at the
+   last position), softmax of the last position's logits; a choice's probability is the sum over the first tokens of its
    spellings, renormalised over the choices.
-5. ``position_probs``: one forward over ``prompt + continuation`` ids; at each requested
-   position the next-token distribution restricted to candidate ids, renormalised
+5. ``position_probs``: one forward over ``prompt + continuation`` ids (the unembedding only at
+   the requested positions); at each requested position the next-token distribution restricted to candidate ids, renormalised
    (the simulation scorer's "all at once" read-out).
 """
 
@@ -80,7 +80,8 @@ class LocalClient:
         ids = torch.tensor([[pad] * (n - len(r)) + r for r in rendered])  # [batch pos], left-padded
         mask = torch.tensor([[0] * (n - len(r)) + [1] * len(r) for r in rendered])
         with self._lock:
-            logits = self.hf(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, -1]  # [batch vocab]
+            logits = self.hf(input_ids=ids, attention_mask=mask, use_cache=False,
+                             logits_to_keep=1).logits[:, -1]  # [batch vocab]; the unembedding runs on one position
         probs = logits.float().softmax(-1)
         mass = torch.stack([probs[:, self._first_ids(sp)].sum(-1) for sp in choices.values()], -1)  # [batch choice]
         mass = mass / mass.sum(-1, keepdim=True)
@@ -92,7 +93,9 @@ class LocalClient:
     def position_probs(self, ids: list[int], positions: Sequence[int], candidates: Sequence[int]) -> torch.Tensor:
         """``[len(positions) len(candidates)]`` next-token probabilities at ``positions``."""
         with self._lock:
-            logits = self.hf(input_ids=torch.tensor([ids]), use_cache=False).logits[0]  # [pos vocab]
-        sel = logits[list(positions)][:, list(candidates)].float()  # [n_pos n_cand]
+            keep = torch.tensor(list(positions), dtype=torch.long)
+            logits = self.hf(input_ids=torch.tensor([ids]), use_cache=False,
+                             logits_to_keep=keep).logits[0]  # [n_pos vocab]: unembedding only where read
+        sel = logits[:, list(candidates)].float()  # [n_pos n_cand]
         self.usage.add(calls=1, prompt_tokens=len(ids))
         return sel.softmax(-1)
