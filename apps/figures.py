@@ -158,6 +158,18 @@ def _curves(faith: dict) -> list[dict]:
              "ci": faith.get("ci"), "dash": False, "bits": bits}]
 
 
+def _seed_bits(sv: Any) -> list:
+    """Title fragments for a ``seed_variance`` block (CPR / CMD mean ± std over prompt seeds)."""
+    if not isinstance(sv, dict) or not isinstance(sv.get("seeds"), list):
+        return []
+    out = []
+    for key in ("cpr", "cmd"):
+        st = sv.get(key)
+        if isinstance(st, dict) and finite(st.get("mean")) is not None and finite(st.get("std")) is not None:
+            out.append(f"{key.upper()} {st['mean']:.3f} ± {st['std']:.3f} over {len(sv['seeds'])} seeds")
+    return out
+
+
 def faithfulness_figure(faith: Optional[dict]) -> go.Figure:
     """Faithfulness (metric recovered) against circuit size, with CPR / CMD in the title."""
     if not isinstance(faith, dict):
@@ -182,6 +194,7 @@ def faithfulness_figure(faith: Optional[dict]) -> go.Figure:
         xs_all += [p[0] for p in pts]
     if not fig.data:
         return message_figure("the faithfulness curve is empty")
+    bits += _seed_bits(faith.get("seed_variance"))
     fig.add_hline(y=1.0, line_dash="dot", line_color="#888")
     fig.update_layout(**{**_LAYOUT, "margin": dict(l=50, r=10, t=50, b=40)}, height=300, showlegend=len(fig.data) > 1,
                       legend=dict(orientation="h", y=-0.3, font=dict(size=10)),

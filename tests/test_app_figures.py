@@ -69,12 +69,18 @@ def test_faithfulness_simple_and_mib_blocks():
     assert len(fig.data) == 2 and fig.data[0].name == "resample, signed" and fig.data[1].line.dash == "dash"
     assert list(fig.data[0].error_y.array) == pytest.approx([0.1, 0.0])
     assert "resample: CPR 0.8" in fig.layout.title.text
+    sv = {"seeds": [0, 1, 2], "cpr": {"mean": 1.4261, "std": 0.192}, "cmd": {"mean": 0.124, "std": float("nan")}}
+    title = faithfulness_figure({**mib, "seed_variance": sv}).layout.title.text
+    assert "CPR 1.426 ± 0.192 over 3 seeds" in title and "CMD 0.124" not in title  # NaN std: not shown
     assert faithfulness_figure(None).layout.annotations[0].text == "no faithfulness curve in this run"
     assert faithfulness_figure({"sizes": [], "values": []}).layout.annotations[0].text == "the faithfulness curve is empty"
 
 
 def test_histogram_and_message():
     fig = histogram_figure({"edges": [0, 1, 3], "counts": [5, 2]})
+    assert fig.layout.title.text == "activation histogram"
+    assert "active on 7 of 1,000 harvested tokens, 0.70 %" in histogram_figure(
+        {"edges": [0, 1, 3], "counts": [5, 2], "n_tokens": 1000, "n_active": 7}).layout.title.text
     assert list(fig.data[0].x) == [0.5, 2.0] and list(fig.data[0].width) == [1, 2]
     assert "malformed" in histogram_figure({"edges": [0, 1], "counts": [1, 2]}).layout.annotations[0].text
     assert message_figure("hi").layout.annotations[0].text == "hi"
