@@ -6,11 +6,11 @@
 3. ``complete``: greedy decoding (sampling with a seeded generator when temperature > 0); an
    optional ``prefix`` pre-fills the assistant's answer (the explainer uses ``Explanation:``).
 4. ``choice_probs``: left-pad the rendered prompts, one forward (the unembedding only at the
-   last position), softmax of the last position's logits; a choice's probability is the sum over the first tokens of its
-   spellings, renormalised over the choices.
-5. ``position_probs``: one forward over ``prompt + continuation`` ids (the unembedding only at
-   the requested positions); at each requested position the next-token distribution restricted to candidate ids, renormalised
-   (the simulation scorer's "all at once" read-out).
+   last position), softmax of the last position's logits; a choice's probability is the sum
+   over the first tokens of its spellings, renormalised over the choices.
+5. ``position_probs``: one forward over ``prompt + continuation`` ids (the unembedding only
+   at the requested positions); at each requested position the next-token distribution
+   restricted to candidate ids, renormalised (the simulation scorer's "all at once" read-out).
 """
 
 from __future__ import annotations

@@ -95,13 +95,19 @@ def run_circuit(*, model: str, task: Optional[str], pairs_file: Optional[Path], 
     pairs = load_pairs(m, task, pairs_file, n, seed)
     timings = {"load": time.perf_counter() - t0}
     t = time.perf_counter()
-    g = find_circuit(m, pairs, method=method, ablation=ablation, steps=steps, tau=tau, metric_name=metric)
-    if mediator == "node":
-        from .prune import top_nodes
 
-        g = top_nodes(g, top_n if top_n is not None else 10)
-    elif method != "acdc":
-        g = prune_top_n(g, top_n if top_n is not None else max(1, len(g.edges) // 100), absolute=True, prune=True)
+    def circuit_for(ps):
+        """Score all edges on ``ps`` with the method, then keep the circuit (top-n nodes / edges; ACDC prunes itself)."""
+        gr = find_circuit(m, ps, method=method, ablation=ablation, steps=steps, tau=tau, metric_name=metric)
+        if mediator == "node":
+            from .prune import top_nodes
+
+            return top_nodes(gr, top_n if top_n is not None else 10)
+        if method == "acdc":
+            return gr
+        return prune_top_n(gr, top_n if top_n is not None else max(1, len(gr.edges) // 100), absolute=True, prune=True)
+
+    g = circuit_for(pairs)
     timings["method"] = time.perf_counter() - t
     verify_report = None
     if verify_k > 0 and method != "acdc":
@@ -133,32 +139,23 @@ def run_circuit(*, model: str, task: Optional[str], pairs_file: Optional[Path], 
         if seed_sweep > 0:
             from .faithfulness import seed_variance
 
-            def pick(gr):
-                if mediator == "node":
-                    from .prune import top_nodes
-
-                    return top_nodes(gr, top_n if top_n is not None else 10)
-                if method == "acdc":
-                    return gr
-                return prune_top_n(gr, top_n if top_n is not None else max(1, len(gr.edges) // 100), absolute=True,
-                                   prune=True)
-
             def make(sd):
                 if task is not None:
                     return load_pairs(m, task, None, n, sd)
-                full = load_pairs(m, None, pairs_file, 10 ** 9, sd)  # a resample of the file's pairs per seed
                 import torch
 
+                full = load_pairs(m, None, pairs_file, 10 ** 9, sd)  # a resample of the file's pairs per seed
                 gen = torch.Generator().manual_seed(sd)
-                idx = torch.randint(0, full.n, (min(n, full.n),), generator=gen).tolist()
-                return full.subset(idx)
+                return full.subset(torch.randint(0, full.n, (min(n, full.n),), generator=gen).tolist())
 
+            known = None
+            if ablation in block["ablations"]:  # this run's seed: reuse its curves instead of recomputing them
+                a = block["ablations"][ablation]
+                known = {seed: {"graph": g, "signed": a["curve_signed"], "abs": a["curve_abs"],
+                                "kept_faithfulness": kept_f}}
             seeds = [seed] + [seed + 1 + i for i in range(seed_sweep)]
-            block["seed_variance"] = seed_variance(
-                m, lambda sd: pairs if sd == seed else make(sd),
-                lambda ps: g if ps is pairs else pick(find_circuit(m, ps, method=method, ablation=ablation, steps=steps,
-                                                                   tau=tau, metric_name=metric)),
-                seeds, ablation=ablation, metric=task_metric(metric))
+            block["seed_variance"] = seed_variance(m, make, circuit_for, seeds, ablation=ablation,
+                                                   metric=task_metric(metric), known=known)
             block["seed_variance"]["resampled"] = "task prompts drawn per seed" if task is not None else \
                 "pairs resampled with replacement from the file per seed"
         block = report.finite_json(block)

@@ -191,28 +191,33 @@ def ioi_style(model, pairs, graph: CausalGraph, ablation: str = "mean", metric: 
 
 
 def seed_variance(model, make_pairs, find_graph, seeds: Sequence[int], ablation: str = "resample",
-                  metric: Optional[MetricFn] = None, percentages: Sequence[float] = MIB_PERCENTAGES) -> dict:
+                  metric: Optional[MetricFn] = None, percentages: Sequence[float] = MIB_PERCENTAGES,
+                  known: Optional[dict] = None) -> dict:
     """Variance of a circuit-finding pipeline over seeds (see the module docstring).
 
     ``make_pairs(seed)``: prompt pairs for that seed; ``find_graph(pairs)``: the scored graph
     with its kept circuit (``circuit_edges``). Each seed's CPR (signed curve), CMD (|score|
-    curve) and kept-circuit faithfulness under ``ablation``.
+    curve) and kept-circuit faithfulness under ``ablation``. ``known``: seed → ``{graph,
+    signed, abs, kept_faithfulness}`` already computed (e.g. the run's own seed), not redone.
     """
     import statistics
 
     rows, kept_sets = [], []
     for sd in seeds:
-        pairs = make_pairs(sd)
-        g = find_graph(pairs)
-        ev = CircuitEvaluator(model, pairs, ablation, metric)
-        signed = faithfulness_curve(ev, g, absolute=False, percentages=percentages)
-        absol = faithfulness_curve(ev, g, absolute=True, percentages=percentages)
-        mc = float(ev.graph(g).mean())
-        den = absol["m_full"] - absol["m_empty"]
+        if known and sd in known:
+            k = known[sd]
+            g, signed, absol, kf = k["graph"], k["signed"], k["abs"], k["kept_faithfulness"]
+        else:
+            pairs = make_pairs(sd)
+            g = find_graph(pairs)
+            ev = CircuitEvaluator(model, pairs, ablation, metric)
+            signed = faithfulness_curve(ev, g, absolute=False, percentages=percentages)
+            absol = faithfulness_curve(ev, g, absolute=True, percentages=percentages)
+            den = absol["m_full"] - absol["m_empty"]
+            kf = (float(ev.graph(g).mean()) - absol["m_empty"]) / den if den else float("nan")
         kept = {(e.source, e.target) for e in g.circuit_edges}
         kept_sets.append(kept)
-        rows.append({"seed": int(sd), "cpr": signed["cpr"], "cmd": absol["cmd"],
-                     "kept_faithfulness": (mc - absol["m_empty"]) / den if den else float("nan"),
+        rows.append({"seed": int(sd), "cpr": signed["cpr"], "cmd": absol["cmd"], "kept_faithfulness": kf,
                      "kept_edges": len(kept), "m_full": absol["m_full"], "m_empty": absol["m_empty"]})
 
     def stats(key: str) -> dict:

@@ -271,7 +271,8 @@ def activation_patch(model, clean_tokens: Tensor, corrupted_tokens: Tensor, *, s
                 n_fwd += 1
             continue
         base_resid = tr_b.cache[f"blocks.{layer}.hook_resid_pre"]
-        same = [_flat_index(kind, e, shape[1:]) for e in elems if not changed[li][_flat_index(kind, e, shape[1:])]]
+        flat = [_flat_index(kind, e, shape[1:]) for e in elems]
+        same = [j for j in flat if not changed[li][j]]
         if same:
             idx = torch.tensor(same, device=model.device)
             if per is not None:
@@ -280,7 +281,7 @@ def activation_patch(model, clean_tokens: Tensor, corrupted_tokens: Tensor, *, s
             else:
                 vals[li, idx] = base_val.to(vals.dtype)
             n_skipped += len(same)
-        todo = [e for e in elems if changed[li][_flat_index(kind, e, shape[1:])]]
+        todo = [e for e, j in zip(elems, flat) if changed[li][j]]
         for chunk in _chunks(todo, kind.positional, T, n, max_tokens, forward_cost):
             k = len(chunk)
             p0 = chunk[0][0] if kind.positional else 0
