@@ -183,6 +183,8 @@ class CircuitConfig:
     """Also write GraphML, DOT and circuit-tracer JSON."""
     seed_sweep: int = 0
     """Repeat method + faithfulness for this many more prompt seeds (mean/std of CPR, CMD)."""
+    ig_refine: int = 0
+    """EAP-IG: up to this many extra adaptive path points until IG completeness is within 1 %."""
     device: Optional[str] = None
     """cpu, cuda, auto."""
     dtype: Optional[str] = None
@@ -210,7 +212,8 @@ def run_circuit_recipe(cfg: CircuitConfig) -> RunOutput:
                               ablation=cfg.ablation, mediator=cfg.mediator, n=cfg.n, seed=cfg.seed, steps=cfg.steps,
                               top_n=cfg.top_n, tau=cfg.tau, metric=cfg.metric, faith_ablations=cfg.faith_ablations,
                               faithfulness=cfg.faithfulness, verify_k=cfg.verify, export=cfg.export,
-                              out=tmp / "run", device=cfg.device, dtype=cfg.dtype, seed_sweep=cfg.seed_sweep)
+                              out=tmp / "run", device=cfg.device, dtype=cfg.dtype, seed_sweep=cfg.seed_sweep,
+                              ig_refine=cfg.ig_refine)
         rec = json.loads((out / "result.json").read_text())
         files = {p.name: p.read_text() for p in out.iterdir() if p.is_file() and p.name != "result.json"}
     finally:

@@ -101,7 +101,8 @@ def test_eap_is_the_first_order_effect_of_exact_patching(tiny_llama_path):
 def test_eap_ig_pass_counts_and_per_position(tiny_gpt2):
     pairs = make_pairs()
     es = edge_scores(tiny_gpt2, pairs, method="eap-ig", steps=3)
-    assert es.passes == {"forward": 3 + 2, "backward": 3} and es.params == {"steps": 3}
+    assert es.passes == {"forward": 3 + 2, "backward": 3} and es.params["steps"] == 3
+    assert set(es.params) == {"steps", "completeness"}
     pos = edge_scores(tiny_gpt2, pairs, method="eap-ig", steps=3, per_position=True)
     assert pos.scores.shape[0] == 7
     torch.testing.assert_close(pos.scores.sum(0), es.scores, atol=1e-6, rtol=1e-5)
@@ -203,9 +204,9 @@ def test_verify_matches_direct_exact_patching(tiny_llama):
 def test_method_and_mediator_errors(tiny_llama):
     with pytest.raises(InterpbenchError, match="cannot score 'neuron' mediators; no registered method"):
         check_method("eap", "neuron")
-    with pytest.raises(InterpbenchError, match="method 'acdc' cannot score 'node' mediators; methods that can: eap, eap-ig, eap-ig-edges"):
+    with pytest.raises(InterpbenchError, match="method 'acdc' cannot score 'node' mediators; methods that can: eap, eap-ig, eap-ig-edges, exact"):
         check_method("acdc", "node")
-    with pytest.raises(InterpbenchError, match="unknown graph method 'magic'; known: acdc, eap, eap-ig, eap-ig-edges"):
+    with pytest.raises(InterpbenchError, match="unknown graph method 'magic'; known: acdc, eap, eap-ig, eap-ig-edges, exact"):
         check_method("magic")
     with pytest.raises(InterpbenchError, match="unknown ablation 'blur'"):
         edge_scores(tiny_llama, make_pairs(), method="eap", ablation="blur")
@@ -279,3 +280,30 @@ def test_seed_variance_is_zero_for_identical_prompts_and_cli_sweep(tiny_llama, t
     assert block["seeds"] == [0, 1, 2] and len(block["per_seed"]) == 3
     assert block["per_seed"][0]["cpr"] == pytest.approx(
         load_graph(out / "graph.json").faithfulness["ablations"]["resample"]["cpr"], abs=1e-9)
+
+
+def test_exact_method_equals_verify_and_refine_keeps_a_complete_grid(tiny_llama):
+    """``method='exact'`` scores every edge by one edge-patched forward: equal to the verify step's
+    exact re-scores; EAP-IG's completeness record is the Riemann sum of dm/dalpha, and
+    ``refine`` adds points only where the grid misses m(clean) - m(ref)."""
+    pairs = make_pairs()
+    ex = find_circuit(tiny_llama, pairs, method="exact", ablation="resample")
+    assert ex.meta.method == "exact" and ex.meta.passes["forward"] == 3 + len(ex.edges)
+    ig = find_circuit(tiny_llama, pairs, method="eap-ig", steps=2, ablation="resample")
+    _, rep = verify(tiny_llama, pairs, ig, k=5)
+    by_key = {ex.edge_key(e): e.score for e in ex.edges}
+    for row in rep["edges"]:
+        assert by_key[row["edge"]] == pytest.approx(row["exact"], abs=1e-5)
+    c = ig.meta.params["completeness"]
+    assert c["points"] == 2 and c["refined_points"] == 0 and c["rel_error"] >= 0
+    es0 = edge_scores(tiny_llama, pairs, method="eap-ig", steps=2)
+    es1 = edge_scores(tiny_llama, pairs, method="eap-ig", steps=2, refine=6, refine_tol=1e-9)
+    c1 = es1.params["completeness"]
+    assert c1["refined_points"] == 6 and c1["points"] == 8 and len(c1["alphas"]) == 8
+    assert c1["rel_error"] <= c["rel_error"] + 1e-6
+    assert es1.passes == {"forward": es0.passes["forward"] + 6, "backward": es0.passes["backward"] + 6}
+    es2 = edge_scores(tiny_llama, pairs, method="eap-ig", steps=2, refine=6, refine_tol=1e9)  # already within tol
+    assert es2.params["completeness"]["refined_points"] == 0
+    torch.testing.assert_close(es2.scores, es0.scores, atol=1e-5, rtol=1e-4)
+    with pytest.raises(InterpbenchError, match="applies to eap-ig only"):
+        edge_scores(tiny_llama, pairs, method="eap", refine=3)

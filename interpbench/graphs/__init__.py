@@ -18,6 +18,7 @@ _LAZY = {
     "find_circuit": "methods", "METHODS": "methods", "check_method": "methods", "register_method": "methods",
     "edge_scores": "eap", "to_graph": "eap", "task_metric": "eap", "EdgeScores": "eap",
     "acdc": "acdc", "verify": "verify",
+    "exact_edge_scores": "exact", "auc_bound": "exact",
     "components": "engine", "run_edges": "engine", "sender_outputs": "engine", "Components": "engine",
     "mib_block": "faithfulness", "faithfulness_curve": "faithfulness", "ioi_style": "faithfulness",
     "CircuitEvaluator": "faithfulness", "ablation_mask": "faithfulness",

@@ -2,7 +2,7 @@
 
 1. Load the model and the prompt pairs (``--task`` from the task registry, or ``--pairs``
    JSONL).
-2. Run the method (``eap``, ``eap-ig``, ``acdc``) under the ablation; keep ``--top-n``
+2. Run the method (``eap``, ``eap-ig``, ``acdc``, ``exact``) under the ablation; keep ``--top-n``
    edges (ACDC keeps its own); optionally verify the top edges exactly (``--verify K``).
 3. Measure MIB faithfulness curves (CPR, CMD) under ``--faith-ablations`` (default: the
    method's ablation), the kept circuit's faithfulness and, with ``--ioi-style``, Wang et
@@ -33,12 +33,15 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option("smollm2-135m", "--model", help="model spec"),
         task: Optional[str] = typer.Option(None, "--task", help="registered task name (e.g. ioi)"),
         pairs_file: Optional[Path] = typer.Option(None, "--pairs", help="JSONL prompt pairs instead of --task"),
-        method: str = typer.Option("eap-ig", "--method", help="eap, eap-ig, eap-ig-edges or acdc"),
+        method: str = typer.Option("eap-ig", "--method", help="eap, eap-ig, eap-ig-edges, acdc or exact (one forward per edge: small models)"),
         ablation: str = typer.Option("resample", "--ablation", help="resample, mean or zero"),
         mediator: str = typer.Option("edge", "--mediator", help="edge (top-n edges) or node (top-n nodes)"),
         n: int = typer.Option(8, "--n", help="number of prompt pairs"),
         seed: int = typer.Option(0, "--seed", help="task seed"),
         steps: int = typer.Option(5, "--steps", help="EAP-IG integration steps"),
+        ig_refine: int = typer.Option(0, "--ig-refine",
+                                      help="EAP-IG: up to N extra adaptive path points until IG completeness is "
+                                           "within 1%% (default 0: the plain steps + 2 passes)"),
         top_n: Optional[int] = typer.Option(None, "--top-n", help="edges kept in the circuit (default: 1%% of edges)"),
         tau: float = typer.Option(0.01, "--tau", help="ACDC threshold"),
         metric: str = typer.Option("logit_diff", "--metric", help="logit_diff, logprob or prob"),
@@ -54,12 +57,12 @@ def register(app: typer.Typer) -> None:
         device: Optional[str] = typer.Option(None, "--device"),
         dtype: Optional[str] = typer.Option(None, "--dtype"),
     ) -> None:
-        """Find a circuit (EAP, EAP-IG or ACDC) and measure its faithfulness."""
+        """Find a circuit (EAP, EAP-IG, ACDC or exact edge patching) and measure its faithfulness."""
         run_circuit(model=model, task=task, pairs_file=pairs_file, method=method, ablation=ablation, mediator=mediator,
                     n=n, seed=seed,
                     steps=steps, top_n=top_n, tau=tau, metric=metric, faith_ablations=faith_ablations,
                     faithfulness=not no_faithfulness, verify_k=verify_k, ioi=ioi_style, export=export, out=out,
-                    device=device, dtype=dtype, seed_sweep=seed_sweep)
+                    device=device, dtype=dtype, seed_sweep=seed_sweep, ig_refine=ig_refine)
 
 
 def load_pairs(model, task: Optional[str], pairs_file: Optional[Path], n: int, seed: int):
@@ -77,7 +80,7 @@ def run_circuit(*, model: str, task: Optional[str], pairs_file: Optional[Path], 
                 mediator: str = "edge", n: int,
                 seed: int, steps: int, top_n: Optional[int], tau: float, metric: str, faith_ablations: Optional[str],
                 faithfulness: bool, verify_k: int, export: bool, out: Optional[Path], device: Optional[str],
-                dtype: Optional[str], ioi: bool = False, seed_sweep: int = 0) -> Path:
+                dtype: Optional[str], ioi: bool = False, seed_sweep: int = 0, ig_refine: int = 0) -> Path:
     from ..models.loading import load_model
     from ..paths import atomic_dir, atomic_write_text, cache_dir
     from . import report
@@ -86,6 +89,8 @@ def run_circuit(*, model: str, task: Optional[str], pairs_file: Optional[Path], 
     from .prune import top_n as prune_top_n
 
     check_method(method, mediator, ablation)
+    if ig_refine and method != "eap-ig":
+        raise InterpbenchError(f"--ig-refine applies to eap-ig only, not {method!r}")
     abls = [a.strip() for a in (faith_ablations or ablation).split(",") if a.strip()]
     for a in abls:
         if a not in ("resample", "mean", "zero"):
@@ -98,7 +103,8 @@ def run_circuit(*, model: str, task: Optional[str], pairs_file: Optional[Path], 
 
     def circuit_for(ps):
         """Score all edges on ``ps`` with the method, then keep the circuit (top-n nodes / edges; ACDC prunes itself)."""
-        gr = find_circuit(m, ps, method=method, ablation=ablation, steps=steps, tau=tau, metric_name=metric)
+        gr = find_circuit(m, ps, method=method, ablation=ablation, steps=steps, tau=tau, metric_name=metric,
+                          ig_refine=ig_refine)
         if mediator == "node":
             from .prune import top_nodes
 
@@ -110,7 +116,7 @@ def run_circuit(*, model: str, task: Optional[str], pairs_file: Optional[Path], 
     g = circuit_for(pairs)
     timings["method"] = time.perf_counter() - t
     verify_report = None
-    if verify_k > 0 and method != "acdc":
+    if verify_k > 0 and check_method(method, mediator, ablation).approximate:  # exact scores need no verify
         from .verify import verify
 
         t = time.perf_counter()
@@ -167,7 +173,7 @@ def run_circuit(*, model: str, task: Optional[str], pairs_file: Optional[Path], 
     out = Path(out)
     config = {"model": model, "task": task, "pairs": str(pairs_file) if pairs_file else None, "method": method,
               "mediator": mediator,
-              "ablation": ablation, "n": n, "seed": seed, "steps": steps, "top_n": top_n, "tau": tau, "metric": metric,
+              "ablation": ablation, "n": n, "seed": seed, "steps": steps, "ig_refine": ig_refine, "top_n": top_n, "tau": tau, "metric": metric,
               "faith_ablations": abls, "verify": verify_k, "seed_sweep": seed_sweep}
     with atomic_dir(out) as tmp:
         g.save(tmp / "graph.json")

@@ -77,23 +77,40 @@ class EdgeScores:
 
 
 def edge_scores(model, pairs, *, method: str = "eap-ig", ablation: str = "resample", steps: int = 5,
-                metric: Optional[MetricFn] = None, per_position: bool = False) -> EdgeScores:
-    """EAP / EAP-IG scores of every edge of ``model``'s component graph on ``pairs``."""
+                metric: Optional[MetricFn] = None, per_position: bool = False, refine: int = 0,
+                refine_tol: float = 0.01) -> EdgeScores:
+    """EAP / EAP-IG scores of every edge of ``model``'s component graph on ``pairs``.
+
+    EAP-IG records its quadrature check in ``params['completeness']``: the integrated
+    gradients of the input node should add up to ``m(clean) - m(ref input)`` (IG's
+    completeness axiom); ``rel_error`` says how far the ``steps``-point Riemann sum is from it.
+    ``refine > 0`` (EAP-IG only) spends up to that many extra forward+backward passes
+    bisecting the path interval whose left-point estimate ``m'(a) (b - a)`` misses the
+    measured ``m(b) - m(a)`` most, until the summed misses are within ``refine_tol`` of
+    ``|m(clean) - m(ref input)|``; the scores become the interval-width-weighted (left
+    Riemann) sum over the refined points. It catches step-like nonlinearities (Tracr's
+    discretising MLPs) that a uniform grid steps over.
+    """
     if method not in ("eap", "eap-ig", "eap-ig-edges"):
         raise InterpbenchError(f"edge_scores computes eap, eap-ig or eap-ig-edges, not {method!r}")
     if method.startswith("eap-ig") and steps < 1:
         raise InterpbenchError(f"eap-ig needs steps >= 1 (got {steps})")
+    if refine < 0 or (refine and method != "eap-ig"):
+        raise InterpbenchError(f"refine (adaptive IG steps) applies to eap-ig only and must be >= 0 "
+                               f"(got {refine} for {method})")
     metric = metric or task_metric()
     comp = components(model)
     pairs = pairs.to(model.device)
-    clean = sender_outputs(model, comp, pairs.clean)  # [batch pos senders d_model]
+    clean, clean_logits = sender_outputs(model, comp, pairs.clean, return_logits=True)  # [batch pos senders d_model]
     ref, ref_passes = reference_outputs(model, comp, pairs.clean, pairs.corrupted, ablation, clean)
     fwd, bwd = 1 + ref_passes, 0
     if method == "eap-ig-edges":
         return _edge_path_ig(model, comp, pairs, ref, metric, steps, ablation, fwd - 1, per_position)
-    alphas = [1.0] if method == "eap" else [k / steps for k in range(steps)]
-    grad = None
-    for a in alphas:
+    diff = (clean - ref).expand_as(clean)
+    eq = "bpsd,bprd->psr" if per_position else "bpsd,bprd->sr"
+
+    def point(a: float):
+        """Metric and receiver-input gradients with the input node at ``ref + a (clean - ref)``."""
         probes = torch.zeros(*pairs.clean.shape, len(comp.receivers), model.cfg.d_model, device=model.device,
                              dtype=clean.dtype, requires_grad=True)  # [batch pos receivers d_model]
         inp = None if a == 1.0 else ref[:, :, 0] + a * (clean[:, :, 0] - ref[:, :, 0])
@@ -103,15 +120,69 @@ def edge_scores(model, pairs, *, method: str = "eap-ig", ablation: str = "resamp
             logits = run_edges(model, comp, pairs.clean, probes=probes, input_value=inp)
             value = metric(logits, pairs).mean()
             (g,) = torch.autograd.grad(value, probes)
-        grad = g if grad is None else grad + g
-        fwd, bwd = fwd + 1, bwd + 1
-    grad = grad / len(alphas)
-    diff = (clean - ref).expand_as(clean)
-    eq = "bpsd,bprd->psr" if per_position else "bpsd,bprd->sr"
-    scores = torch.einsum(eq, diff, grad).detach().float().cpu()
+        # d m / d a: the input node feeds every receiver input directly
+        slope = torch.einsum("bpd,bprd->", diff[:, :, 0].to(g.dtype), g)
+        return value.detach(), g, slope.detach()
+
+    if method == "eap":
+        _, grad, _ = point(1.0)
+        scores = torch.einsum(eq, diff, grad).detach().float().cpu()
+        scores = scores * comp.valid.to(scores.dtype)
+        return EdgeScores(comp, scores, method, ablation, {"forward": fwd + 1, "backward": 1}, {})
+    alphas = [k / steps for k in range(steps)]
+    m1 = metric(clean_logits, pairs).float().mean()
+    if not refine:  # the EAP-IG grid: mean gradient over k/steps, k = 0..steps-1
+        grad, values, slopes = None, [], []
+        for a in alphas:
+            v, g, d = point(a)
+            grad = g if grad is None else grad + g
+            values.append(v)
+            slopes.append(d)
+        fwd, bwd = fwd + steps, bwd + steps
+        scores = torch.einsum(eq, diff, grad / steps).detach().float().cpu()
+        ig_sum = torch.stack(slopes).float().mean()
+        completeness = _completeness(m1, values[0], ig_sum, steps, 0)
+    else:
+        pts: dict[float, tuple] = {}
+        for a in alphas:
+            v, g, d = point(a)
+            pts[a] = (v.float(), torch.einsum(eq, diff, g).detach().float(), d.float())
+        fwd, bwd = fwd + steps, bwd + steps
+        extra = 0
+        tol = None
+        while True:
+            grid = sorted(pts) + [1.0]
+            vals = [pts[a][0] for a in grid[:-1]] + [m1.float()]
+            miss = [abs(float(vals[i + 1] - vals[i] - pts[grid[i]][2] * (grid[i + 1] - grid[i])))
+                    for i in range(len(grid) - 1)]
+            if tol is None:
+                tol = refine_tol * abs(float(m1 - vals[0]))
+            i = max(range(len(miss)), key=miss.__getitem__)
+            if sum(miss) <= tol or extra >= refine or grid[i + 1] - grid[i] < 1e-6:
+                break
+            mid = (grid[i] + grid[i + 1]) / 2
+            v, g, d = point(mid)
+            pts[mid] = (v.float(), torch.einsum(eq, diff, g).detach().float(), d.float())
+            extra += 1
+        fwd, bwd = fwd + extra, bwd + extra
+        grid = sorted(pts) + [1.0]
+        w = [grid[i + 1] - grid[i] for i in range(len(grid) - 1)]
+        scores = sum(wi * pts[a][1] for wi, a in zip(w, grid[:-1])).cpu()
+        ig_sum = sum(wi * pts[a][2] for wi, a in zip(w, grid[:-1]))
+        completeness = _completeness(m1, pts[0.0][0], ig_sum, steps + extra, extra)
+        completeness["alphas"] = [round(a, 6) for a in grid[:-1]]
     scores = scores * comp.valid.to(scores.dtype)
-    params = {"steps": steps} if method == "eap-ig" else {}
+    params = {"steps": steps, "completeness": completeness}
+    if refine:
+        params.update(refine=refine, refine_tol=refine_tol)
     return EdgeScores(comp, scores, method, ablation, {"forward": fwd, "backward": bwd}, params)
+
+
+def _completeness(m_clean: Tensor, m_ref: Tensor, ig_sum: Tensor, points: int, extra: int) -> dict:
+    """IG completeness record: ``m(clean) - m(ref input)`` vs the Riemann sum of ``dm/da``."""
+    delta, got = float(m_clean - m_ref), float(ig_sum)  # one host sync, after the passes
+    rel = abs(got - delta) / abs(delta) if delta != 0 else (0.0 if got == 0 else None)  # None: undefined (JSON-safe)
+    return {"delta_metric": delta, "ig_sum": got, "rel_error": rel, "points": points, "refined_points": extra}
 
 
 def _edge_path_ig(model, comp: Components, pairs, ref: Tensor, metric: MetricFn, steps: int, ablation: str,

@@ -169,18 +169,20 @@ def _module(model, site: str) -> Optional[nn.Module]:
 
 
 @torch.no_grad()
-def sender_outputs(model, comp: Components, tokens: Tensor) -> Float[Tensor, "batch pos senders d_model"]:
-    """Output of every sender on ``tokens`` (one forward, no gradients)."""
+def sender_outputs(model, comp: Components, tokens: Tensor, return_logits: bool = False):
+    """Output of every sender on ``tokens`` ``[batch pos senders d_model]`` (one forward, no
+    gradients); with ``return_logits``, ``(outputs, logits)`` of that same forward."""
     L = comp.n_layers
     names = ["blocks.0.hook_resid_pre"] + [f"blocks.{l}.attn.hook_z" for l in range(L)]
     names += [f"blocks.{l}.hook_mlp_out" for l in range(L)] if comp.has_mlp else []
-    _, cache = model.run_with_cache(tokens, names=names)
+    logits, cache = model.run_with_cache(tokens, names=names)
     parts = [cache["blocks.0.hook_resid_pre"][:, :, None]]
     for l in range(L):
         parts.append(head_outputs(model, l, cache[f"blocks.{l}.attn.hook_z"]))
         if comp.has_mlp:
             parts.append(cache[f"blocks.{l}.hook_mlp_out"][:, :, None])
-    return torch.cat(parts, dim=2)  # [batch pos senders d_model]
+    out = torch.cat(parts, dim=2)  # [batch pos senders d_model]
+    return (out, logits) if return_logits else out
 
 
 class _EdgeRun:

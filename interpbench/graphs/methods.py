@@ -46,16 +46,16 @@ def register_method(info: MethodInfo) -> MethodInfo:
 
 
 def _run_eap(method: str):
-    def run(model, pairs, *, ablation, steps, tau, metric_name, per_position=False):
+    def run(model, pairs, *, ablation, steps, tau, metric_name, per_position=False, ig_refine=0):
         from .eap import edge_scores, task_metric, to_graph
 
         es = edge_scores(model, pairs, method=method, ablation=ablation, steps=steps, metric=task_metric(metric_name),
-                         per_position=per_position)
+                         per_position=per_position, refine=ig_refine)
         return to_graph(es, model_name=model.cfg.name, pairs=pairs, metric_name=metric_name)
     return run
 
 
-def _run_acdc(model, pairs, *, ablation, steps, tau, metric_name, per_position=False):
+def _run_acdc(model, pairs, *, ablation, steps, tau, metric_name, per_position=False, ig_refine=0):
     from .acdc import acdc
     from .eap import to_graph
 
@@ -67,11 +67,28 @@ def _run_acdc(model, pairs, *, ablation, steps, tau, metric_name, per_position=F
     return g.with_edges(replace(e, in_circuit=(e.source, e.target) in kept) for e in g.edges)
 
 
+def _run_exact(model, pairs, *, ablation, steps, tau, metric_name, per_position=False, ig_refine=0):
+    from dataclasses import replace as _replace
+
+    from .eap import task_metric, to_graph
+    from .exact import exact_edge_scores
+
+    if per_position:
+        raise InterpbenchError("exact edge patching builds component graphs only; drop per-position for exact")
+    es = exact_edge_scores(model, pairs, ablation=ablation, metric=task_metric(metric_name), progress=True)
+    es = _replace(es, params={"inert_edges": int(es.params["inert"].sum()),
+                              "metric_inert_edges": int(es.params["metric_inert"].sum()),
+                              "inert_rtol": es.params["inert_rtol"],
+                              "logit_scale": es.params["logit_scale"]})  # JSON-safe summary
+    return to_graph(es, model_name=model.cfg.name, pairs=pairs, metric_name=metric_name)
+
+
 _ABL = ("resample", "mean", "zero")
 register_method(MethodInfo("eap", ("edge", "node"), _ABL, True, _run_eap("eap")))
 register_method(MethodInfo("eap-ig", ("edge", "node"), _ABL, True, _run_eap("eap-ig")))
 register_method(MethodInfo("eap-ig-edges", ("edge", "node"), _ABL, True, _run_eap("eap-ig-edges")))
 register_method(MethodInfo("acdc", ("edge",), _ABL, False, _run_acdc))
+register_method(MethodInfo("exact", ("edge", "node"), _ABL, False, _run_exact))
 
 
 def check_method(method: str, mediator: str = "edge", ablation: str = "resample") -> MethodInfo:
@@ -93,18 +110,21 @@ def check_method(method: str, mediator: str = "edge", ablation: str = "resample"
 
 def find_circuit(model, pairs, *, method: str = "eap-ig", ablation: str = "resample", steps: int = 5,
                  tau: float = 0.01, mediator: str = "edge", metric_name: str = "logit_diff",
-                 top_n: Optional[int] = None, per_position: bool = False) -> CausalGraph:
+                 top_n: Optional[int] = None, per_position: bool = False, ig_refine: int = 0) -> CausalGraph:
     """Score the component graph of ``model`` on ``pairs`` and mark a circuit.
 
     ``top_n`` keeps that many edges (by |score|, dead edges pruned) for scoring methods;
     ACDC marks its own circuit. With ``mediator='node'`` the circuit is the ``top_n``
-    nodes (node score = sum of outgoing edge scores).
+    nodes (node score = sum of outgoing edge scores). ``ig_refine``: extra adaptive IG
+    points for ``eap-ig`` (see :func:`~interpbench.graphs.eap.edge_scores`).
     """
     from .prune import top_n as _top_n, top_nodes
 
     info = check_method(method, mediator, ablation)
+    if ig_refine and method != "eap-ig":
+        raise InterpbenchError(f"ig_refine (adaptive IG points) applies to eap-ig only, not {method!r}")
     g = info.run(model, pairs, ablation=ablation, steps=steps, tau=tau, metric_name=metric_name,
-                 per_position=per_position)
+                 per_position=per_position, ig_refine=ig_refine)
     if method != "acdc" and top_n is not None:
         g = top_nodes(g, top_n) if mediator == "node" else _top_n(g, top_n, absolute=True, prune=not per_position)
     return g

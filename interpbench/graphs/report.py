@@ -83,6 +83,14 @@ def summary_lines(graph: CausalGraph, kept_faithfulness: Optional[float] = None)
              f"graph: {s['nodes']} nodes, {s['edges']} edges; circuit: {s['edges_kept']} edges kept, "
              f"{s['circuit_nodes']} component nodes",
              f"passes: {m.passes.get('forward', 0)} forward, {m.passes.get('backward', 0)} backward"]
+    c = (m.params or {}).get("completeness")
+    if c:
+        rel = c.get("rel_error")
+        rel_s = "undefined" if rel is None else f"{100 * rel:.1f} %"
+        lines.append(f"IG completeness: m(clean) - m(ref input) {c['delta_metric']:.4g}, integrated gradients "
+                     f"{c['ig_sum']:.4g} ({rel_s} off, {c['points']} points"
+                     + (f", {c['refined_points']} added by --ig-refine" if c.get("refined_points") else "") + ")"
+                     + ("; raise --steps or use --ig-refine N" if rel is None or rel > 0.1 else ""))
     if kept_faithfulness is not None:
         lines.append(f"faithfulness of the kept circuit: {kept_faithfulness:.3f}")
     for a in s["cpr"]:
