@@ -28,6 +28,20 @@ def load_graph(settings, run_id: Any) -> GraphData:
     return cache.get_or_load(path, settings.max_file_bytes, load)
 
 
+def ig_completeness_fact(settings, run) -> str:
+    """'IG completeness …' for EAP-IG graphs (how far the integrated gradients are from
+    m(clean) - m(ref input)), flagged when more than 10 % off; '' for other graphs."""
+    params = load_graph(settings, run).metadata.get("params")
+    c = params.get("completeness") if isinstance(params, dict) else None
+    if not isinstance(c, dict):
+        return ""
+    rel = c.get("rel_error")
+    if not isinstance(rel, (int, float)):
+        return "IG completeness undefined (m(clean) = m(ref))"
+    flag = " ⚠ more steps or --ig-refine" if rel > 0.1 else ""
+    return f"IG completeness {100 * rel:.1f} % off ({c.get('points', '?')} points){flag}"
+
+
 def _result_or_none(settings, run_id: str) -> Optional[dict]:
     try:
         return load_result(settings.runs_dir, run_id)

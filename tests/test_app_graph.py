@@ -234,3 +234,27 @@ def test_reads_graph_files_written_by_interpbench_graphs(tmp_path):
     assert hover_lines(data["a1.h1->logits"])[:3] == ["edge a1.h1 → logits", "score 1", "exact 0.9"]
     assert neighbours(gd, "a1.h1")["incoming"] == [{"node": "a0.h0 (→k)", "score": -0.25, "ci": "[-0.3, -0.2]"}]
     assert "circuit edges" in build_view(gd, ViewParams("top", 100, circuit_only=True)).summary
+
+
+def test_graph_page_states_ig_completeness(tmp_path):
+    """EAP-IG graphs carry their completeness check; the graph page header states it and flags > 10 %."""
+    from types import SimpleNamespace
+
+    from apps.graph_io import ig_completeness_fact
+    from interpbench.graphs.ir import CausalGraph, Edge, GraphMeta, component_node
+
+    nodes = tuple(component_node(i, 1) for i in ("input", "a0.h0", "logits"))
+    edges = (Edge("input", "a0.h0<q>", 0.5, "eap-ig", "resample"), Edge("a0.h0", "logits", 1.0, "eap-ig", "resample"))
+    settings = SimpleNamespace(runs_dir=tmp_path, max_file_bytes=10 ** 8, cache=None)
+    for rel, want in ((0.22, "IG completeness 22.0 % off (5 points) ⚠ more steps or --ig-refine"),
+                      (0.025, "IG completeness 2.5 % off (25 points)"), (None, "IG completeness undefined")):
+        comp = {"delta_metric": 3.0, "ig_sum": 2.3, "rel_error": rel, "points": 5 if rel == 0.22 else 25}
+        run = tmp_path / f"run{rel}"
+        run.mkdir()
+        CausalGraph(nodes, edges, GraphMeta(model="m", method="eap-ig", params={"steps": 5, "completeness": comp})
+                    ).save(run / "graph.json")
+        assert ig_completeness_fact(settings, run.name).startswith(want)
+    run = tmp_path / "eap"
+    run.mkdir()
+    CausalGraph(nodes, edges, GraphMeta(model="m", method="eap")).save(run / "graph.json")
+    assert ig_completeness_fact(settings, "eap") == ""

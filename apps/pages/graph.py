@@ -33,6 +33,12 @@ def layout(run=None, compare=None, **_query) -> html.Div:
         facts = " · ".join(f"{k} {v}" for k, v in run_facts(load_result(s.runs_dir, run))[:5])
     except Exception as exc:  # noqa: BLE001 - a graph without a readable result.json is still shown
         facts = report(exc)
+    try:
+        from apps.graph_io import ig_completeness_fact
+
+        facts = " · ".join(x for x in (facts, ig_completeness_fact(s, run)) if x)
+    except Exception as exc:  # noqa: BLE001 - the graph itself is checked (and reported) by the explorer
+        facts = " · ".join(x for x in (facts, report(exc)) if x)
     options = [{"label": r.run_id, "value": r.run_id} for r in list_runs(s.runs_dir)
                if r.has_graph and r.run_id != run]
     compare = compare if compare in {o["value"] for o in options} else None
