@@ -208,6 +208,8 @@ def test_method_and_mediator_errors(tiny_llama):
         check_method("acdc", "node")
     with pytest.raises(InterpbenchError, match="unknown graph method 'magic'; known: acdc, eap, eap-ig, eap-ig-edges, exact"):
         check_method("magic")
+    with pytest.raises(InterpbenchError, match="ig_refine .* applies to eap-ig only, not 'acdc'"):
+        check_method("acdc", "edge", "resample", ig_refine=5)
     with pytest.raises(InterpbenchError, match="unknown ablation 'blur'"):
         edge_scores(tiny_llama, make_pairs(), method="eap", ablation="blur")
 

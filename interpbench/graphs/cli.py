@@ -88,9 +88,7 @@ def run_circuit(*, model: str, task: Optional[str], pairs_file: Optional[Path], 
     from .methods import check_method, find_circuit
     from .prune import top_n as prune_top_n
 
-    check_method(method, mediator, ablation)
-    if ig_refine and method != "eap-ig":
-        raise InterpbenchError(f"--ig-refine applies to eap-ig only, not {method!r}")
+    info = check_method(method, mediator, ablation, ig_refine)  # before loading the model: bad input fails fast
     abls = [a.strip() for a in (faith_ablations or ablation).split(",") if a.strip()]
     for a in abls:
         if a not in ("resample", "mean", "zero"):
@@ -116,7 +114,7 @@ def run_circuit(*, model: str, task: Optional[str], pairs_file: Optional[Path], 
     g = circuit_for(pairs)
     timings["method"] = time.perf_counter() - t
     verify_report = None
-    if verify_k > 0 and check_method(method, mediator, ablation).approximate:  # exact scores need no verify
+    if verify_k > 0 and info.approximate:  # exact scores need no verify
         from .verify import verify
 
         t = time.perf_counter()

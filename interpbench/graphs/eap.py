@@ -129,47 +129,35 @@ def edge_scores(model, pairs, *, method: str = "eap-ig", ablation: str = "resamp
         scores = torch.einsum(eq, diff, grad).detach().float().cpu()
         scores = scores * comp.valid.to(scores.dtype)
         return EdgeScores(comp, scores, method, ablation, {"forward": fwd + 1, "backward": 1}, {})
-    alphas = [k / steps for k in range(steps)]
     m1 = metric(clean_logits, pairs).float().mean()
-    if not refine:  # the EAP-IG grid: mean gradient over k/steps, k = 0..steps-1
-        grad, values, slopes = None, [], []
-        for a in alphas:
-            v, g, d = point(a)
-            grad = g if grad is None else grad + g
-            values.append(v)
-            slopes.append(d)
-        fwd, bwd = fwd + steps, bwd + steps
-        scores = torch.einsum(eq, diff, grad / steps).detach().float().cpu()
-        ig_sum = torch.stack(slopes).float().mean()
-        completeness = _completeness(m1, values[0], ig_sum, steps, 0)
-    else:
-        pts: dict[float, tuple] = {}
-        for a in alphas:
-            v, g, d = point(a)
-            pts[a] = (v.float(), torch.einsum(eq, diff, g).detach().float(), d.float())
-        fwd, bwd = fwd + steps, bwd + steps
-        extra = 0
-        tol = None
-        while True:
-            grid = sorted(pts) + [1.0]
-            vals = [pts[a][0] for a in grid[:-1]] + [m1.float()]
-            miss = [abs(float(vals[i + 1] - vals[i] - pts[grid[i]][2] * (grid[i + 1] - grid[i])))
-                    for i in range(len(grid) - 1)]
-            if tol is None:
-                tol = refine_tol * abs(float(m1 - vals[0]))
-            i = max(range(len(miss)), key=miss.__getitem__)
-            if sum(miss) <= tol or extra >= refine or grid[i + 1] - grid[i] < 1e-6:
-                break
-            mid = (grid[i] + grid[i + 1]) / 2
-            v, g, d = point(mid)
-            pts[mid] = (v.float(), torch.einsum(eq, diff, g).detach().float(), d.float())
-            extra += 1
-        fwd, bwd = fwd + extra, bwd + extra
+    grad, pts = None, {}  # pts[alpha] = (metric, dm/dalpha, per-point scores when refining)
+    for a in (k / steps for k in range(steps)):  # the EAP-IG grid, k = 0..steps-1
+        v, g, d = point(a)
+        grad = g if grad is None else grad + g
+        pts[a] = (v.float(), d.float(), torch.einsum(eq, diff, g).detach().float() if refine else None)
+    extra, tol = 0, refine_tol * abs(float(m1 - pts[0.0][0])) if refine else 0.0
+    while extra < refine:  # bisect the interval whose left-point estimate misses m(b) - m(a) most
         grid = sorted(pts) + [1.0]
-        w = [grid[i + 1] - grid[i] for i in range(len(grid) - 1)]
-        scores = sum(wi * pts[a][1] for wi, a in zip(w, grid[:-1])).cpu()
-        ig_sum = sum(wi * pts[a][2] for wi, a in zip(w, grid[:-1]))
-        completeness = _completeness(m1, pts[0.0][0], ig_sum, steps + extra, extra)
+        vals = [pts[a][0] for a in grid[:-1]] + [m1]
+        miss = [abs(float(vals[i + 1] - vals[i] - pts[grid[i]][1] * (grid[i + 1] - grid[i])))
+                for i in range(len(grid) - 1)]
+        i = max(range(len(miss)), key=miss.__getitem__)
+        if sum(miss) <= tol or grid[i + 1] - grid[i] < 1e-6:
+            break
+        mid = (grid[i] + grid[i + 1]) / 2
+        v, g, d = point(mid)
+        pts[mid] = (v.float(), d.float(), torch.einsum(eq, diff, g).detach().float())
+        extra += 1
+    fwd, bwd = fwd + steps + extra, bwd + steps + extra
+    grid = sorted(pts) + [1.0]
+    w = [grid[i + 1] - grid[i] for i in range(len(grid) - 1)]  # left Riemann weights (1/steps without refining)
+    if extra:
+        scores = sum(wi * pts[a][2] for wi, a in zip(w, grid[:-1])).cpu()
+    else:  # one einsum on the summed gradients (the plain EAP-IG cost)
+        scores = torch.einsum(eq, diff, grad / steps).detach().float().cpu()
+    ig_sum = sum(wi * pts[a][1] for wi, a in zip(w, grid[:-1]))
+    completeness = _completeness(m1, pts[0.0][0], ig_sum, steps + extra, extra)
+    if refine:
         completeness["alphas"] = [round(a, 6) for a in grid[:-1]]
     scores = scores * comp.valid.to(scores.dtype)
     params = {"steps": steps, "completeness": completeness}

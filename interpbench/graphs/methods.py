@@ -91,7 +91,7 @@ register_method(MethodInfo("acdc", ("edge",), _ABL, False, _run_acdc))
 register_method(MethodInfo("exact", ("edge", "node"), _ABL, False, _run_exact))
 
 
-def check_method(method: str, mediator: str = "edge", ablation: str = "resample") -> MethodInfo:
+def check_method(method: str, mediator: str = "edge", ablation: str = "resample", ig_refine: int = 0) -> MethodInfo:
     """The method's info, or one clear error naming what exists / which methods can do it."""
     if method not in METHODS:
         raise InterpbenchError(f"unknown graph method {method!r}; known: {', '.join(sorted(METHODS))}")
@@ -102,6 +102,8 @@ def check_method(method: str, mediator: str = "edge", ablation: str = "resample"
             f"no registered method scores {mediator!r} mediators yet (mediators available: " \
             f"{', '.join(sorted({x for i in METHODS.values() for x in i.mediators}))})"
         raise InterpbenchError(f"method {method!r} cannot score {mediator!r} mediators; {hint}")
+    if ig_refine and method != "eap-ig":
+        raise InterpbenchError(f"ig_refine (adaptive IG points) applies to eap-ig only, not {method!r}")
     if ablation not in info.ablations:
         raise InterpbenchError(f"method {method!r} does not support {ablation!r} ablation; use one of "
                                f"{', '.join(info.ablations)}")
@@ -120,9 +122,7 @@ def find_circuit(model, pairs, *, method: str = "eap-ig", ablation: str = "resam
     """
     from .prune import top_n as _top_n, top_nodes
 
-    info = check_method(method, mediator, ablation)
-    if ig_refine and method != "eap-ig":
-        raise InterpbenchError(f"ig_refine (adaptive IG points) applies to eap-ig only, not {method!r}")
+    info = check_method(method, mediator, ablation, ig_refine)
     g = info.run(model, pairs, ablation=ablation, steps=steps, tau=tau, metric_name=metric_name,
                  per_position=per_position, ig_refine=ig_refine)
     if method != "acdc" and top_n is not None:

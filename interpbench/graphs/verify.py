@@ -2,8 +2,8 @@
 
 1. Take the ``k`` edges with the largest |score| (EAP / EAP-IG estimates).
 2. For each, measure the exact effect ``mean m(clean) - mean m(only this edge ablated)``
-   with one forward of :func:`~interpbench.graphs.engine.run_edges` (same ablation as the
-   scores, batched over prompts).
+   with :func:`~interpbench.graphs.exact.exact_edge_scores` (one edge-patched forward per
+   edge, same ablation as the scores, batched over prompts).
 3. Report the Spearman rank correlation between estimates and exact scores, the edges
    whose sign flips, the absolute errors, and the forward passes spent; the exact values
    are written into ``Edge.exact``.
@@ -18,7 +18,7 @@ import torch
 
 from ..errors import InterpbenchError
 from .eap import MetricFn, task_metric
-from .engine import components, reference_outputs, run_edges, sender_outputs
+from .exact import edge_list, exact_edge_scores
 from .ir import CausalGraph
 
 
@@ -46,26 +46,11 @@ def verify(model, pairs, graph: CausalGraph, k: int = 20, ablation: Optional[str
     if any("@" in e.source for e in graph.edges):
         raise InterpbenchError("verify works on component graphs without positions")
     metric = metric or task_metric(graph.meta.metric or "logit_diff")
-    comp = components(model)
-    pairs = pairs.to(model.device)
-    s_idx = {n: i for i, n in enumerate(comp.senders)}
-    r_idx = {n: i for i, n in enumerate(comp.receivers)}
-    clean = sender_outputs(model, comp, pairs.clean)
-    ref, passes = reference_outputs(model, comp, pairs.clean, pairs.corrupted, ablation, clean)
-    m_clean = metric(model(pairs.clean), pairs).float().mean()
-    passes += 2
     order = sorted(range(len(graph.edges)), key=lambda i: -abs(graph.edges[i].score))[:k]
-    exact = {}
-    for i in order:
-        e = graph.edges[i]
-        if e.source not in s_idx or e.target not in r_idx:
-            raise InterpbenchError(f"edge {e.source}->{e.target} is not an edge of this model's component graph")
-        mask = torch.zeros(len(comp.senders), len(comp.receivers), device=model.device)
-        mask[s_idx[e.source], r_idx[e.target]] = 1.0
-        logits = run_edges(model, comp, pairs.clean, mask=mask, ref=ref)
-        exact[i] = m_clean - metric(logits, pairs).float().mean()
-        passes += 1
-    ex = {i: float(v) for i, v in exact.items()}  # one host sync after the loop
+    keys = [(graph.edges[i].source, graph.edges[i].target) for i in order]
+    es = exact_edge_scores(model, pairs, ablation=ablation, metric=metric, edges=keys)
+    passes = es.passes["forward"]
+    ex = dict(zip(order, edge_list(es, keys)))
     approx = [graph.edges[i].score for i in order]
     exv = [ex[i] for i in order]
     flips = [graph.edge_key(graph.edges[i]) for i in order if (graph.edges[i].score > 0) != (ex[i] > 0)]
